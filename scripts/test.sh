@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every sessionfs test. Installs what the tests need first:
+# - fuse3 (fusermount3, used by --auto-unmount) and xfsprogs (xfs_io, for the
+#   power-cut tests), from Debian's packages, when running as root;
+# - Python's plainbox 0.38 in a venv (.venv-plainbox, or $PLAINBOX_VENV), the
+#   reference implementation the compatibility tests check against.
+# The mount tests need /dev/fuse: without it this script fails, it never
+# skips them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -c /dev/fuse ]; then
+    echo "test.sh: /dev/fuse is missing: the mount tests cannot run here" >&2
+    exit 1
+fi
+
+need_pkgs=()
+command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
+command -v xfs_io >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: please install: ${need_pkgs[*]}" >&2
+        exit 1
+    fi
+    echo "test.sh: installing ${need_pkgs[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+venv=${PLAINBOX_VENV:-$PWD/.venv-plainbox}
+if ! "$venv/bin/python" -c 'import plainbox.impl.session.storage' 2>/dev/null; then
+    echo "test.sh: installing plainbox 0.38 into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --no-input 'plainbox==0.38.0'
+fi
+export PLAINBOX_PYTHON="$venv/bin/python"
+
+cargo test --locked "$@"

@@ -1,0 +1,338 @@
+//! What each command does. [`run`] takes the parsed command line and returns
+//! an [`AppError`] that `main` prints as one line with its exit code.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::cli::{Cli, Command, CreateArgs, GcArgs};
+use crate::core::{self, BeginOptions, LockState, Repository, Start, Storage};
+use crate::exit_codes;
+
+/// A failure of a command: a message and the exit code it maps to.
+#[derive(Debug)]
+pub enum AppError {
+    Core(core::Error),
+    Input {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Output(io::Error),
+    /// Several items of one command failed (each was already reported).
+    Partial {
+        failed: usize,
+        code: i32,
+    },
+    Other(String),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Core(e) if e.is_locked() => exit_codes::LOCKED,
+            AppError::Core(core::Error::NoSuchSession { .. }) => exit_codes::NO_SUCH_SESSION,
+            AppError::Core(core::Error::InvalidName { .. }) => exit_codes::USAGE,
+            AppError::Core(_) => exit_codes::FAILURE,
+            AppError::Input { .. } | AppError::Output(_) | AppError::Other(_) => {
+                exit_codes::FAILURE
+            }
+            AppError::Partial { code, .. } => *code,
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Core(e) => e.fmt(f),
+            AppError::Input { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            AppError::Output(e) => write!(f, "cannot write to standard output: {e}"),
+            AppError::Partial { failed, .. } => write!(f, "{failed} of the sessions failed"),
+            AppError::Other(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl From<core::Error> for AppError {
+    fn from(e: core::Error) -> Self {
+        AppError::Core(e)
+    }
+}
+
+/// The repository the command line designates.
+pub fn repository(cli: &Cli) -> Repository {
+    let location = cli
+        .repo
+        .clone()
+        .unwrap_or_else(Repository::default_location);
+    Repository::new(location)
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<(), AppError> {
+    let repo = repository(&cli);
+    log::info!("session repository: {}", repo.location().display());
+    repo.check()?;
+    match cli.command {
+        Command::List => list(&repo),
+        Command::Create(args) => create(&repo, &args),
+        Command::Cat { id } => cat(&repo, &id),
+        Command::Checkpoint { id, file } => checkpoint(&repo, &id, file),
+        Command::Remove { ids } => remove(&repo, &ids),
+        Command::BreakLock { id, force } => break_lock(&repo, &id, force),
+        Command::Gc(args) => gc(&repo, &args),
+    }
+}
+
+fn out_err(e: io::Error) -> AppError {
+    AppError::Output(e)
+}
+
+fn list(repo: &Repository) -> Result<(), AppError> {
+    let entries = repo.list()?;
+    let last = repo.last_session()?;
+    let now = SystemTime::now();
+    let mut rows = vec![[
+        "ID".to_string(),
+        "AGE".to_string(),
+        "SIZE".to_string(),
+        "LOCKED".to_string(),
+        "LAST".to_string(),
+    ]];
+    for entry in &entries {
+        let storage = &entry.storage;
+        // A session removed while we list is simply not shown.
+        let info = match storage.checkpoint_info() {
+            Ok(info) => info,
+            Err(core::Error::NoSuchSession { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let locked = match storage.lock_state() {
+            Ok(LockState::Unlocked) => "-",
+            Ok(LockState::Held) => "writing",
+            Ok(LockState::Stale) => "stale",
+            Err(core::Error::NoSuchSession { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let is_last = last.as_ref().is_some_and(|l| l.name() == storage.name());
+        rows.push([
+            storage.id().to_string_lossy().into_owned(),
+            human_age(now.duration_since(entry.modified).unwrap_or_default()),
+            info.map_or_else(|| "-".to_string(), |i| human_size(i.size)),
+            locked.to_string(),
+            if is_last { "yes" } else { "-" }.to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    for row in &rows {
+        let line = format!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:<w3$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        );
+        writeln!(out, "{}", line.trim_end()).map_err(out_err)?;
+    }
+    Ok(())
+}
+
+/// `3s`, `5m`, `2h`, `4d`.
+pub fn human_age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// `512B`, `4.0K`, `1.5M`, `2.0G`.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1}{}", UNITS[unit])
+}
+
+fn create(repo: &Repository, args: &CreateArgs) -> Result<(), AppError> {
+    let storage = repo.create(&args.prefix, args.legacy)?;
+    log::info!("created {}", storage.location().display());
+    println!("{}", storage.id().to_string_lossy());
+    Ok(())
+}
+
+fn cat(repo: &Repository, id: &OsStr) -> Result<(), AppError> {
+    let storage = repo.open(id)?;
+    let Some(mut file) = storage.open_checkpoint()? else {
+        return Ok(());
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(core::Error::io(
+                    core::Op::ReadCheckpoint,
+                    storage.location().join(core::SESSION_FILE),
+                    e,
+                )
+                .into());
+            }
+        };
+        match out.write_all(&buf[..n]) {
+            Ok(()) => {}
+            // `sessionfs cat ID | head` is not a failure.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(out_err(e)),
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(out_err(e)),
+        _ => Ok(()),
+    }
+}
+
+fn checkpoint(repo: &Repository, id: &OsStr, file: Option<PathBuf>) -> Result<(), AppError> {
+    let storage = repo.open(id)?;
+    let (mut input, input_path): (Box<dyn Read>, PathBuf) = match file {
+        None => (Box::new(io::stdin().lock()), PathBuf::from("-")),
+        Some(p) if p.as_os_str() == "-" => (Box::new(io::stdin().lock()), p),
+        Some(p) => {
+            let f = File::open(&p).map_err(|source| AppError::Input {
+                path: p.clone(),
+                source,
+            })?;
+            (Box::new(f), p)
+        }
+    };
+    save_stream(&storage, &mut input, &input_path)
+}
+
+/// Streams `input` into a new checkpoint and commits it; on any error the
+/// checkpoint is aborted and the previous one stays.
+pub fn save_stream(
+    storage: &Storage,
+    input: &mut dyn Read,
+    input_path: &std::path::Path,
+) -> Result<(), AppError> {
+    let mut writer = storage.begin(BeginOptions::new(Start::Empty))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(AppError::Input {
+                    path: input_path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        writer.write_at(&buf[..n], offset)?;
+        offset += n as u64;
+    }
+    writer.commit()?;
+    log::info!(
+        "committed {} bytes to {}",
+        offset,
+        storage.location().display()
+    );
+    Ok(())
+}
+
+fn remove(repo: &Repository, ids: &[std::ffi::OsString]) -> Result<(), AppError> {
+    let mut failed = Vec::new();
+    for id in ids {
+        match repo.remove(id) {
+            Ok(()) => log::info!("removed {}", id.to_string_lossy()),
+            Err(e) => {
+                eprintln!("sessionfs: error: {e}");
+                failed.push(AppError::Core(e));
+            }
+        }
+    }
+    match failed.len() {
+        0 => Ok(()),
+        1 => Err(AppError::Partial {
+            failed: 1,
+            code: failed[0].exit_code(),
+        }),
+        n => Err(AppError::Partial {
+            failed: n,
+            code: exit_codes::FAILURE,
+        }),
+    }
+}
+
+fn break_lock(repo: &Repository, id: &OsStr, force: bool) -> Result<(), AppError> {
+    let storage = repo.open(id)?;
+    if storage.break_lock(force)? {
+        eprintln!(
+            "sessionfs: removed {}",
+            storage.location().join(core::SESSION_NEXT_FILE).display()
+        );
+    } else {
+        eprintln!("sessionfs: {} is not locked", id.to_string_lossy());
+    }
+    Ok(())
+}
+
+fn gc(repo: &Repository, args: &GcArgs) -> Result<(), AppError> {
+    if args.dry_run {
+        for entry in repo.older_than(args.older_than)? {
+            println!("would remove {}", entry.storage.id().to_string_lossy());
+        }
+        return Ok(());
+    }
+    for storage in repo.delete_older_than(args.older_than)? {
+        println!("removed {}", storage.id().to_string_lossy());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_read_well() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(4096), "4.0K");
+        assert_eq!(human_size(3 << 20), "3.0M");
+        assert_eq!(human_age(Duration::from_secs(59)), "59s");
+        assert_eq!(human_age(Duration::from_secs(7200)), "2h");
+        assert_eq!(human_age(Duration::from_secs(3 * 86_400)), "3d");
+    }
+}

@@ -1,0 +1,90 @@
+//! The command line, as clap definitions. Parsing yields plain values;
+//! [`crate::app::run`] does the work.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit_codes::HELP_TEXT;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sessionfs",
+    version,
+    about = "Keep application sessions on disk and work on them with ordinary file tools",
+    long_about = "sessionfs manages a Checkbox/Plainbox-compatible session repository: \
+                  each session is a directory whose `session` file is the last checkpoint, \
+                  committed atomically.",
+    after_help = HELP_TEXT
+)]
+pub struct Cli {
+    /// The session repository [default: $PLAINBOX_SESSION_REPOSITORY, else
+    /// ${XDG_CACHE_HOME:-~/.cache}/plainbox/sessions]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the sessions, youngest first
+    List,
+    /// Create a new session and print its id
+    Create(CreateArgs),
+    /// Write a session's last checkpoint to standard output
+    Cat {
+        /// The session id (the directory name without `.session`)
+        id: OsString,
+    },
+    /// Save a checkpoint atomically from a file or standard input
+    Checkpoint {
+        /// The session id
+        id: OsString,
+        /// The file to read; `-` or nothing reads standard input
+        file: Option<PathBuf>,
+    },
+    /// Remove sessions and everything in them
+    Remove {
+        /// The session ids
+        #[arg(required = true)]
+        ids: Vec<OsString>,
+    },
+    /// Remove a stale lock (`session.next`) left by an interrupted checkpoint
+    BreakLock {
+        /// The session id
+        id: OsString,
+        /// Break the lock even while a running writer holds it
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the sessions not modified for a while
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The prefix of the session's name (non-ASCII-safe characters become `_`)
+    #[arg(long, default_value = crate::core::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Legacy mode: replace the session `last-session` points at, and point
+    /// `last-session` at the new one
+    #[arg(long)]
+    pub legacy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove sessions not modified for this long (e.g. 30d, 12h, 1h30m, 90s)
+    #[arg(long, value_name = "DURATION", value_parser = crate::core::duration::parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Only print what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,21 @@
+//! The storage core: a plainbox-compatible session repository with
+//! crash-safe atomic checkpoints. It knows nothing of FUSE.
+
+pub mod duration;
+pub mod error;
+pub mod manager;
+pub mod name;
+pub mod repo;
+pub mod seam;
+pub mod storage;
+pub mod sys;
+
+pub use error::{Error, NameProblem, Op, Result};
+pub use manager::{RepositoryStore, SessionManager, SessionState, SessionStore};
+pub use name::SessionName;
+pub use repo::{DEFAULT_PREFIX, LAST_SESSION_LINK, Repository, SessionEntry};
+pub use seam::{FailStep, FaultSeam, NoFaults, Step};
+pub use storage::{
+    BeginOptions, CheckpointInfo, CheckpointWriter, LockState, SESSION_FILE, SESSION_NEXT_FILE,
+    Start, Storage, WELL_KNOWN_DIRS,
+};

@@ -1,0 +1,342 @@
+//! Thin, safe wrappers over the `*at` system calls the core is built on.
+//!
+//! Invariants:
+//! - every path argument here is a single name or a relative path resolved
+//!   against a directory descriptor the caller owns; nothing here resolves
+//!   an absolute path except [`open_dir_path`];
+//! - every descriptor returned is an [`OwnedFd`] opened with `O_CLOEXEC`, so
+//!   none leaks into child processes and each is closed exactly once;
+//! - functions return the raw `io::Error`; callers attach the operation and
+//!   the path (see `core::error`).
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+fn cstr(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Opens a directory by path (following symlinks in the path itself: the
+/// repository location is the user's choice).
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str())?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let fd = check(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `name` relative to `dir` with `flags | O_CLOEXEC`.
+pub fn openat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: `dir` is a live descriptor borrowed for the call; `c` is a valid
+    // C string; the mode is passed as the variadic third argument.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by openat(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the directory `name` under `dir` without following a symlink.
+pub fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+pub fn lstatat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<libc::stat> {
+    let c = cstr(name)?;
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, valid C string, and `st` is a writable stat.
+    check(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(st)
+}
+
+/// `fstat(fd)`.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and a writable stat buffer.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and C string.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr, remove_dir: bool) -> io::Result<()> {
+    let c = cstr(name)?;
+    let flags = if remove_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: valid descriptor and C string.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
+    Ok(())
+}
+
+pub fn renameat(
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: valid descriptors and C strings.
+    check(unsafe {
+        libc::renameat(
+            from_dir.as_raw_fd(),
+            f.as_ptr(),
+            to_dir.as_raw_fd(),
+            t.as_ptr(),
+        )
+    })?;
+    Ok(())
+}
+
+pub fn symlinkat(target: &OsStr, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let (t, n) = (cstr(target)?, cstr(name)?);
+    // SAFETY: valid descriptor and C strings.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) })?;
+    Ok(())
+}
+
+pub fn readlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OsString> {
+    let c = cstr(name)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: valid descriptor and C string; `buf` is writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(OsString::from_vec(buf))
+}
+
+pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: valid descriptor.
+    check(unsafe { libc::fsync(fd.as_raw_fd()) })?;
+    Ok(())
+}
+
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: valid descriptor.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: valid descriptor.
+    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })?;
+    Ok(())
+}
+
+/// What `flock(LOCK_EX | LOCK_NB)` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryLock {
+    Acquired,
+    HeldByOther,
+}
+
+pub fn try_flock_exclusive(fd: BorrowedFd<'_>) -> io::Result<TryLock> {
+    // SAFETY: valid descriptor.
+    let ret = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if ret == 0 {
+        return Ok(TryLock::Acquired);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(TryLock::HeldByOther)
+    } else {
+        Err(err)
+    }
+}
+
+/// Writes all of `buf` at `offset`, looping over short writes.
+pub fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: valid descriptor; `buf` is readable for its length.
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        buf = &buf[n as usize..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Reads up to `buf.len()` bytes at `offset`, looping until the buffer is
+/// full or end of file; returns how many bytes were read.
+pub fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: valid descriptor; the tail of `buf` is writable.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf[done..].as_mut_ptr().cast(),
+                buf.len() - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    Ok(done)
+}
+
+pub fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    // SAFETY: valid descriptor.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
+    Ok(())
+}
+
+/// The names in the directory `dir` (without `.` and `..`), read through a
+/// duplicate of the descriptor so `dir` itself stays usable.
+pub fn read_dir_names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    let dup = dir.try_clone_to_owned()?;
+    let raw: RawFd = std::os::fd::IntoRawFd::into_raw_fd(dup);
+    // SAFETY: `raw` is a descriptor we own; fdopendir takes it over on success.
+    let dirp = unsafe { libc::fdopendir(raw) };
+    if dirp.is_null() {
+        let err = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `raw` is still ours to close.
+        unsafe { libc::close(raw) };
+        return Err(err);
+    }
+    // SAFETY: `dirp` is a valid DIR* we own; rewind so a reused offset starts over.
+    unsafe { libc::rewinddir(dirp) };
+    let mut names = Vec::new();
+    let result = loop {
+        // SAFETY: errno is thread-local; resetting it lets us tell end from error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: `dirp` is valid until closedir below.
+        let ent = unsafe { libc::readdir64(dirp) };
+        if ent.is_null() {
+            let err = io::Error::last_os_error();
+            break if err.raw_os_error().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(err)
+            };
+        }
+        // SAFETY: readdir returned a valid dirent whose d_name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        let bytes = name.to_bytes();
+        if bytes != b"." && bytes != b".." {
+            names.push(OsStr::from_bytes(bytes).to_os_string());
+        }
+    };
+    // SAFETY: `dirp` is valid and closed exactly once.
+    unsafe { libc::closedir(dirp) };
+    result.map(|()| names)
+}
+
+/// Removes `name` under `dir` and everything below it, never following a
+/// symlink: links are unlinked, not traversed.
+pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let st = lstatat(dir, name)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return unlinkat(dir, name, false);
+    }
+    let sub = open_subdir(dir, name)?;
+    for child in read_dir_names(sub.as_fd())? {
+        match remove_tree_at(sub.as_fd(), &child) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    drop(sub);
+    unlinkat(dir, name, true)
+}
+
+pub fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+pub fn is_reg(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+pub fn is_symlink(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
+pub fn mtime(st: &libc::stat) -> std::time::SystemTime {
+    system_time(st.st_mtime, st.st_mtime_nsec)
+}
+
+pub fn system_time(secs: i64, nsec: i64) -> std::time::SystemTime {
+    use std::time::{Duration, UNIX_EPOCH};
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsec as u64)
+    }
+}
