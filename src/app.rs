@@ -8,14 +8,16 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::cli::{Cli, Command, CreateArgs, GcArgs};
+use crate::cli::{Cli, Command, CreateArgs, GcArgs, MountArgs};
 use crate::core::{self, BeginOptions, LockState, Repository, Start, Storage};
 use crate::exit_codes;
+use crate::mount::{self as mounting, MountConfig, MountError, Unmounted};
 
 /// A failure of a command: a message and the exit code it maps to.
 #[derive(Debug)]
 pub enum AppError {
     Core(core::Error),
+    Mount(MountError),
     Input {
         path: PathBuf,
         source: io::Error,
@@ -36,9 +38,10 @@ impl AppError {
             AppError::Core(core::Error::NoSuchSession { .. }) => exit_codes::NO_SUCH_SESSION,
             AppError::Core(core::Error::InvalidName { .. }) => exit_codes::USAGE,
             AppError::Core(_) => exit_codes::FAILURE,
-            AppError::Input { .. } | AppError::Output(_) | AppError::Other(_) => {
-                exit_codes::FAILURE
-            }
+            AppError::Mount(_)
+            | AppError::Input { .. }
+            | AppError::Output(_)
+            | AppError::Other(_) => exit_codes::FAILURE,
             AppError::Partial { code, .. } => *code,
         }
     }
@@ -48,6 +51,7 @@ impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppError::Core(e) => e.fmt(f),
+            AppError::Mount(e) => e.fmt(f),
             AppError::Input { path, source } => {
                 write!(f, "cannot read {}: {source}", path.display())
             }
@@ -77,7 +81,9 @@ pub fn repository(cli: &Cli) -> Repository {
 pub fn run(cli: Cli) -> Result<(), AppError> {
     let repo = repository(&cli);
     log::info!("session repository: {}", repo.location().display());
-    repo.check()?;
+    if !matches!(cli.command, Command::Unmount { .. }) {
+        repo.check()?;
+    }
     match cli.command {
         Command::List => list(&repo),
         Command::Create(args) => create(&repo, &args),
@@ -86,6 +92,8 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Command::Remove { ids } => remove(&repo, &ids),
         Command::BreakLock { id, force } => break_lock(&repo, &id, force),
         Command::Gc(args) => gc(&repo, &args),
+        Command::Mount(args) => mount(repo, args),
+        Command::Unmount { mountpoint } => unmount(&mountpoint),
     }
 }
 
@@ -318,6 +326,78 @@ fn gc(repo: &Repository, args: &GcArgs) -> Result<(), AppError> {
     }
     for storage in repo.delete_older_than(args.older_than)? {
         println!("removed {}", storage.id().to_string_lossy());
+    }
+    Ok(())
+}
+
+/// Applies `-o opt[,opt]` to the mount arguments.
+fn apply_mount_options(args: &mut MountArgs) -> Result<(), AppError> {
+    for opt in args.options.iter().flat_map(|o| o.split(',')) {
+        match opt.trim() {
+            ""
+            | "rw"
+            | "default_permissions"
+            | "dev"
+            | "suid"
+            | "nodev"
+            | "nosuid"
+            | "exec"
+            | "noexec"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "_netdev"
+            | "nofail" => {}
+            "ro" => args.read_only = true,
+            "allow_other" | "allow_root" => args.allow_other = true,
+            "auto_unmount" => args.auto_unmount = true,
+            "no_passthrough" => args.no_passthrough = true,
+            other => {
+                if let Some(n) = other.strip_prefix("threads=") {
+                    args.threads = n.parse().map_err(|_| {
+                        AppError::Other(format!(
+                            "invalid mount option {other:?}: threads takes a number"
+                        ))
+                    })?;
+                } else {
+                    return Err(AppError::Other(format!(
+                        "unknown mount option {other:?} (known: ro, rw, allow_other, auto_unmount, \
+                         default_permissions, threads=N, no_passthrough)"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mount(repo: Repository, mut args: MountArgs) -> Result<(), AppError> {
+    apply_mount_options(&mut args)?;
+    let mountpoint = std::path::absolute(&args.mountpoint).unwrap_or(args.mountpoint.clone());
+    let config = MountConfig {
+        repo,
+        mountpoint,
+        foreground: args.foreground,
+        read_only: args.read_only,
+        allow_other: args.allow_other,
+        auto_unmount: args.auto_unmount,
+        threads: args.threads,
+        passthrough: !args.no_passthrough,
+        log_file: args.log_file.clone(),
+        ready_fd: args.ready_fd,
+        daemon_args: std::env::args_os().skip(1).collect(),
+    };
+    mounting::mount(config).map_err(AppError::Mount)
+}
+
+fn unmount(mountpoint: &std::path::Path) -> Result<(), AppError> {
+    match mounting::unmount(mountpoint).map_err(AppError::Mount)? {
+        Unmounted::Clean => {}
+        Unmounted::Detached => eprintln!(
+            "sessionfs: {} was busy (files open): detached; it goes away once they are closed",
+            mountpoint.display()
+        ),
     }
     Ok(())
 }

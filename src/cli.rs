@@ -66,6 +66,49 @@ pub enum Command {
     },
     /// Remove the sessions not modified for a while
     Gc(GcArgs),
+    /// Mount the repository as a filesystem (returns once it is ready)
+    Mount(MountArgs),
+    /// Unmount a sessionfs mount (also one left dead by a stopped daemon)
+    Unmount {
+        /// The mount point
+        mountpoint: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Where to mount (an existing directory)
+    pub mountpoint: PathBuf,
+    /// Stay attached; unmount cleanly on Ctrl-C or SIGTERM
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Refuse every change (writes fail with EROFS)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users in (subject to the files' own modes)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Unmount when the daemon exits, even if it is killed (needs fusermount3)
+    #[arg(long)]
+    pub auto_unmount: bool,
+    /// Threads serving FUSE requests
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub threads: usize,
+    /// Serve reads and writes of `session` from the daemon even where the
+    /// kernel offers FUSE passthrough
+    #[arg(long)]
+    pub no_passthrough: bool,
+    /// Where the background daemon writes its log
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Mount options, comma-separated, as other FUSE tools take them
+    /// (ro, rw, allow_other, auto_unmount, default_permissions)
+    #[arg(short = 'o', value_name = "OPT[,OPT]")]
+    pub options: Vec<String>,
+    /// Report readiness on this descriptor (used when the daemon starts
+    /// itself in the background)
+    #[arg(long, hide = true)]
+    pub ready_fd: Option<i32>,
 }
 
 #[derive(Debug, Args)]

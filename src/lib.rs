@@ -9,3 +9,5 @@ pub mod app;
 pub mod cli;
 pub mod core;
 pub mod exit_codes;
+pub mod fs;
+pub mod mount;

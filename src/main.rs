@@ -6,15 +6,33 @@ use sessionfs::{app, cli::Cli, exit_codes};
 
 fn main() {
     let cli = Cli::parse();
+    // A mount daemon reports its choices and refusals at info.
+    let quiet = if matches!(&cli.command, sessionfs::cli::Command::Mount(m) if m.foreground) {
+        "info"
+    } else {
+        "warn"
+    };
     let level = match cli.verbose {
-        0 => "warn",
+        0 => quiet,
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_timestamp_millis()
-        .init();
+    let mut logger = env_logger::Builder::new();
+    logger.format_timestamp_millis();
+    match std::env::var("RUST_LOG") {
+        Ok(filter) => {
+            logger.parse_filters(&filter);
+        }
+        Err(_) => {
+            // fuser reports every operation it does not implement (such as
+            // security xattr probes) and the unmount it finds already done.
+            logger
+                .parse_filters(level)
+                .filter_module("fuser", log::LevelFilter::Error);
+        }
+    }
+    logger.init();
     let code = match app::run(cli) {
         Ok(()) => exit_codes::SUCCESS,
         Err(e) => {

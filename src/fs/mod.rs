@@ -1,0 +1,1567 @@
+//! The filesystem layer: sessions as directories, `session` as a file whose
+//! writes commit atomically through the core. It owns the inode table and
+//! the open handles and returns plain results; `crate::fuse` only turns
+//! them into replies, so everything here is testable without a mount.
+//!
+//! Invariants:
+//! - every path is resolved from the repository descriptor opened at mount
+//!   time: a session directory with `O_NOFOLLOW`, anything inside it with
+//!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no symlink is ever
+//!   followed by the daemon and nothing outside the repository is reached;
+//! - the root shows exactly the core's sessions plus `last-session` when the
+//!   repository has a valid one;
+//! - `session` changes only through the core: a write handle owns a
+//!   [`CheckpointWriter`] (the lock) and a commit is the core's rename;
+//!   readers hold the committed file they opened, so they see one whole
+//!   version;
+//! - a write handle whose writer died from a signal never commits.
+
+pub mod error;
+pub mod inode;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::core::{
+    self, BeginOptions, CheckpointWriter, LAST_SESSION_LINK, Repository, SESSION_FILE,
+    SESSION_NEXT_FILE, SessionName, Start, Storage, sys,
+};
+
+pub use error::{FsError, FsResult};
+use inode::{InodeTable, LAST_SESSION, NodeKey, ROOT};
+
+/// The kind of a filesystem object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Directory,
+    File,
+    Symlink,
+    NamedPipe,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
+
+/// Attributes of an inode, as the kernel sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+impl Attr {
+    fn from_stat(ino: u64, st: &libc::stat) -> Attr {
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Directory,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO => Kind::NamedPipe,
+            libc::S_IFCHR => Kind::CharDevice,
+            libc::S_IFBLK => Kind::BlockDevice,
+            libc::S_IFSOCK => Kind::Socket,
+            _ => Kind::File,
+        };
+        Attr {
+            ino,
+            kind,
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            atime: sys::system_time(st.st_atime, st.st_atime_nsec),
+            mtime: sys::system_time(st.st_mtime, st.st_mtime_nsec),
+            ctime: sys::system_time(st.st_ctime, st.st_ctime_nsec),
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: st.st_blksize as u32,
+        }
+    }
+}
+
+/// Who is asking (from the FUSE request).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+/// The result of an open: the handle, and the file the kernel may read
+/// and write directly (FUSE passthrough) when the mount uses it.
+#[derive(Debug)]
+pub struct Opened {
+    pub fh: u64,
+    pub backing: Option<File>,
+    /// The kernel's page cache for this file still holds this exact version.
+    pub keep_cache: bool,
+}
+
+/// One directory entry.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: Kind,
+    pub name: OsString,
+}
+
+/// Attribute changes requested by `setattr`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+/// Mount-wide settings of the filesystem layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsConfig {
+    pub read_only: bool,
+}
+
+/// What identifies one version of a file's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(st: &libc::stat) -> Stamp {
+        Stamp {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+
+    fn of_file(file: &File) -> Option<Stamp> {
+        sys::fstat(file.as_fd()).ok().map(|st| Stamp::of(&st))
+    }
+}
+
+/// An open `session` file.
+#[derive(Debug)]
+struct CheckpointHandle {
+    storage: Storage,
+    /// The committed checkpoint this open sees (read-only opens).
+    reader: Option<File>,
+    writable: bool,
+    /// The checkpoint in progress; `None` after a commit until the next
+    /// write starts another.
+    writer: Option<CheckpointWriter>,
+    /// Opened with `O_TRUNC`: committing an empty checkpoint is wanted even
+    /// if nothing is written.
+    truncate_pending: bool,
+    /// Written through the daemon since the last commit.
+    dirty: bool,
+    /// The writer's file as it was at the last commit or at open; a
+    /// different stamp means it was written (through passthrough).
+    baseline: Option<Stamp>,
+    passthrough: bool,
+    caller: Caller,
+}
+
+impl CheckpointHandle {
+    fn changed(&self) -> bool {
+        let Some(writer) = &self.writer else {
+            return false;
+        };
+        self.dirty || self.truncate_pending || Stamp::of_file(writer.file()) != self.baseline
+    }
+}
+
+#[derive(Debug)]
+enum Handle {
+    Checkpoint(Mutex<CheckpointHandle>),
+    File { file: File, path: PathBuf },
+    Dir(Vec<DirEntry>),
+}
+
+/// The filesystem.
+#[derive(Debug)]
+pub struct SessionFs {
+    repo: Repository,
+    repo_dir: OwnedFd,
+    config: FsConfig,
+    passthrough: AtomicBool,
+    inodes: Mutex<InodeTable>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    /// Symlinks made in the root (by `ln -sfn X.session last-session`,
+    /// which makes a temporary link and renames it): name → session.
+    pending_links: Mutex<HashMap<OsString, SessionName>>,
+    /// The version of each `session` file the page cache was last filled
+    /// from (daemon-served reads only).
+    cached_versions: Mutex<HashMap<u64, Stamp>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the whole mount down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// True when `pid` is a thread of a process being killed by a signal: its
+/// `/proc/PID/stat` shows PF_EXITING (0x4) in field 9 and a signal number in
+/// the low 7 bits of field 52 (`exit_code`). A normal exit shows
+/// `status << 8` there.
+pub fn dying_from_signal(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    parse_signal_death(&stat)
+}
+
+fn parse_signal_death(stat: &[u8]) -> bool {
+    // The command name (field 2) may contain spaces and parentheses: the
+    // fields after it start after the last ')'.
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    let rest = String::from_utf8_lossy(&stat[close + 1..]);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state), so field N is fields[N - 3].
+    let (Some(flags), Some(exit_code)) = (fields.get(9 - 3), fields.get(52 - 3)) else {
+        return false;
+    };
+    let (Ok(flags), Ok(exit_code)) = (flags.parse::<u64>(), exit_code.parse::<u64>()) else {
+        return false;
+    };
+    const PF_EXITING: u64 = 0x4;
+    flags & PF_EXITING != 0 && exit_code & 0x7f != 0
+}
+
+impl SessionFs {
+    /// Opens the repository (creating it if missing) and builds the
+    /// filesystem over it.
+    pub fn new(repo: Repository, config: FsConfig) -> core::Result<SessionFs> {
+        let repo_dir = if config.read_only {
+            repo.open_dir(core::Op::OpenRepository)?
+        } else {
+            repo.open_or_create_dir()?
+        };
+        Ok(SessionFs {
+            repo,
+            repo_dir,
+            config,
+            passthrough: AtomicBool::new(false),
+            inodes: Mutex::new(InodeTable::default()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            pending_links: Mutex::new(HashMap::new()),
+            cached_versions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Whether `open` hands the kernel a backing file (FUSE passthrough).
+    pub fn set_passthrough(&self, on: bool) {
+        self.passthrough.store(on, Ordering::Relaxed);
+    }
+
+    pub fn passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
+    fn repo_fd(&self) -> BorrowedFd<'_> {
+        self.repo_dir.as_fd()
+    }
+
+    fn key(&self, ino: u64) -> FsResult<NodeKey> {
+        lock(&self.inodes).key(ino).ok_or(FsError::NotFound)
+    }
+
+    fn path_of(&self, key: &NodeKey) -> PathBuf {
+        let base = self.repo.location();
+        match key {
+            NodeKey::Root => base.to_path_buf(),
+            NodeKey::LastSession => base.join(LAST_SESSION_LINK),
+            NodeKey::Session(s) => base.join(s),
+            NodeKey::Child(s, rel) => base.join(s).join(rel),
+        }
+    }
+
+    fn storage(&self, session: &OsStr) -> FsResult<Storage> {
+        let name = SessionName::new(session).map_err(|_| FsError::NotFound)?;
+        Ok(self.repo.storage(name))
+    }
+
+    /// The session directory, opened without following a symlink.
+    fn session_dir(&self, session: &OsStr) -> FsResult<OwnedFd> {
+        if SessionName::new(session).is_err() {
+            return Err(FsError::NotFound);
+        }
+        sys::open_subdir(self.repo_fd(), session).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ELOOP) | Some(libc::ENOTDIR) => FsError::NotFound,
+            _ => FsError::io(
+                "open session directory",
+                self.repo.location().join(session),
+                e,
+            ),
+        })
+    }
+
+    /// The directory holding `rel` inside a session, and `rel`'s last name.
+    fn parent_of(&self, session: &OsStr, rel: &Path) -> FsResult<(OwnedFd, OsString)> {
+        let dir = self.session_dir(session)?;
+        let name = rel.file_name().ok_or(FsError::NotFound)?.to_os_string();
+        match rel.parent() {
+            Some(p) if !p.as_os_str().is_empty() => {
+                let parent = sys::open_beneath(dir.as_fd(), p, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| match e.raw_os_error() {
+                        Some(libc::ELOOP) | Some(libc::EXDEV) | Some(libc::ENOTDIR) => {
+                            FsError::NotFound
+                        }
+                        _ => FsError::io(
+                            "open directory",
+                            self.repo.location().join(session).join(p),
+                            e,
+                        ),
+                    })?;
+                Ok((parent, name))
+            }
+            _ => Ok((dir, name)),
+        }
+    }
+
+    /// A directory inside a session (or the session itself), opened for
+    /// reading its entries.
+    fn open_dir_key(&self, key: &NodeKey) -> FsResult<OwnedFd> {
+        match key {
+            NodeKey::Root => self
+                .repo_dir
+                .try_clone()
+                .map_err(|e| FsError::io("open", self.repo.location(), e)),
+            NodeKey::Session(s) => self.session_dir(s),
+            NodeKey::Child(s, rel) => {
+                let dir = self.session_dir(s)?;
+                sys::open_beneath(dir.as_fd(), rel, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(
+                    |e| match e.raw_os_error() {
+                        Some(libc::ELOOP) | Some(libc::EXDEV) => FsError::NotFound,
+                        _ => FsError::io("open directory", self.path_of(key), e),
+                    },
+                )
+            }
+            NodeKey::LastSession => Err(FsError::refused(
+                "open",
+                self.path_of(key),
+                "not a directory",
+                libc::ENOTDIR,
+            )),
+        }
+    }
+
+    fn is_checkpoint(key: &NodeKey) -> bool {
+        matches!(key, NodeKey::Child(_, rel) if rel.as_os_str() == SESSION_FILE)
+    }
+
+    fn is_lock_file(key: &NodeKey) -> bool {
+        matches!(key, NodeKey::Child(_, rel) if rel.as_os_str() == SESSION_NEXT_FILE)
+    }
+
+    fn stat_key(&self, key: &NodeKey) -> FsResult<libc::stat> {
+        match key {
+            NodeKey::Root => {
+                sys::fstat(self.repo_fd()).map_err(|e| FsError::io("stat", self.path_of(key), e))
+            }
+            NodeKey::LastSession => sys::lstatat(self.repo_fd(), OsStr::new(LAST_SESSION_LINK))
+                .map_err(|e| FsError::io("stat", self.path_of(key), e)),
+            NodeKey::Session(s) => {
+                if SessionName::new(s).is_err() {
+                    return Err(FsError::NotFound);
+                }
+                let st = sys::lstatat(self.repo_fd(), s)
+                    .map_err(|e| FsError::io("stat", self.path_of(key), e))?;
+                if sys::is_dir(&st) {
+                    Ok(st)
+                } else {
+                    Err(FsError::NotFound)
+                }
+            }
+            NodeKey::Child(s, rel) => {
+                let (parent, name) = self.parent_of(s, rel)?;
+                match sys::lstatat(parent.as_fd(), &name) {
+                    Ok(st) => Ok(st),
+                    // A session without a checkpoint shows an empty
+                    // `session`, as the core loads it.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::ENOENT)
+                            && rel.as_os_str() == SESSION_FILE =>
+                    {
+                        let mut st = sys::fstat(parent.as_fd())
+                            .map_err(|e| FsError::io("stat", self.path_of(key), e))?;
+                        st.st_mode = libc::S_IFREG | 0o644;
+                        st.st_size = 0;
+                        st.st_blocks = 0;
+                        st.st_nlink = 1;
+                        Ok(st)
+                    }
+                    Err(e) => Err(FsError::io("stat", self.path_of(key), e)),
+                }
+            }
+        }
+    }
+
+    /// The target `last-session` shows in the mount: the session's name.
+    fn last_session_name(&self) -> FsResult<Option<SessionName>> {
+        Ok(self
+            .repo
+            .last_session_in(self.repo_fd())?
+            .map(|s| s.name().clone()))
+    }
+
+    fn last_session_attr(&self) -> FsResult<Attr> {
+        let name = self.last_session_name()?.ok_or(FsError::NotFound)?;
+        let st = self.stat_key(&NodeKey::LastSession)?;
+        let mut attr = Attr::from_stat(LAST_SESSION, &st);
+        attr.size = name.as_os_str().len() as u64;
+        attr.perm = 0o777;
+        Ok(attr)
+    }
+
+    fn attr_of(&self, ino: u64, key: &NodeKey) -> FsResult<Attr> {
+        match key {
+            NodeKey::Session(s) if s.as_bytes().starts_with(PENDING_PREFIX) => {
+                self.pending_link_attr(OsStr::from_bytes(&s.as_bytes()[PENDING_PREFIX.len()..]))
+            }
+            NodeKey::LastSession => self.last_session_attr(),
+            _ => Ok(Attr::from_stat(ino, &self.stat_key(key)?)),
+        }
+    }
+
+    fn check_writable(&self, op: &'static str, key: &NodeKey) -> FsResult<()> {
+        if self.config.read_only {
+            Err(FsError::ReadOnly {
+                op,
+                path: self.path_of(key),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    // ----- lookups and attributes -------------------------------------
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+        let pkey = self.key(parent)?;
+        if pkey == NodeKey::Root && name == LAST_SESSION_LINK {
+            return self.last_session_attr();
+        }
+        if pkey == NodeKey::Root && lock(&self.pending_links).contains_key(name) {
+            return self.pending_link_attr(name);
+        }
+        let key = pkey.child(name).ok_or(FsError::NotFound)?;
+        let st = self.stat_key(&key)?;
+        let mut table = lock(&self.inodes);
+        let ino = if Self::is_checkpoint(&key) {
+            table.intern_fresh(key)
+        } else {
+            table.intern(key, true)
+        };
+        Ok(Attr::from_stat(ino, &st))
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        lock(&self.inodes).forget(ino, n);
+    }
+
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
+        if let Some(fh) = fh
+            && let Some(handle) = self.handle(fh)
+            && let Handle::Checkpoint(h) = handle.as_ref()
+        {
+            let h = lock(h);
+            if let Some(writer) = &h.writer {
+                let st = sys::fstat(writer.file().as_fd())
+                    .map_err(|e| FsError::io("stat", writer.storage().location(), e))?;
+                return Ok(Attr::from_stat(ino, &st));
+            }
+        }
+        let key = self.key(ino)?;
+        self.attr_of(ino, &key)
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<OsString> {
+        let key = self.key(ino)?;
+        match &key {
+            NodeKey::LastSession => Ok(self
+                .last_session_name()?
+                .ok_or(FsError::NotFound)?
+                .as_os_str()
+                .to_os_string()),
+            NodeKey::Child(s, rel) => {
+                let (parent, name) = self.parent_of(s, rel)?;
+                sys::readlinkat(parent.as_fd(), &name)
+                    .map_err(|e| FsError::io("readlink", self.path_of(&key), e))
+            }
+            NodeKey::Session(s) if s.as_bytes().starts_with(PENDING_PREFIX) => {
+                let name = OsStr::from_bytes(&s.as_bytes()[PENDING_PREFIX.len()..]);
+                lock(&self.pending_links)
+                    .get(name)
+                    .map(|n| n.as_os_str().to_os_string())
+                    .ok_or(FsError::NotFound)
+            }
+            NodeKey::Root | NodeKey::Session(_) => Err(FsError::refused(
+                "readlink",
+                self.path_of(&key),
+                "not a symlink",
+                libc::EINVAL,
+            )),
+        }
+    }
+
+    pub fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        set: SetAttr,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        let key = self.key(ino)?;
+        self.check_writable("setattr", &key)?;
+        if let Some(size) = set.size {
+            self.truncate(ino, &key, fh, size, caller)?;
+        }
+        if set.mode.is_some()
+            || set.uid.is_some()
+            || set.gid.is_some()
+            || set.atime.is_some()
+            || set.mtime.is_some()
+        {
+            let (dir, name) = match &key {
+                NodeKey::Root | NodeKey::LastSession => {
+                    return Err(FsError::refused(
+                        "setattr",
+                        self.path_of(&key),
+                        "the repository root and last-session cannot be changed this way",
+                        libc::EPERM,
+                    ));
+                }
+                NodeKey::Session(s) => (
+                    self.repo_dir
+                        .try_clone()
+                        .map_err(|e| FsError::io("setattr", self.path_of(&key), e))?,
+                    s.clone(),
+                ),
+                NodeKey::Child(s, rel) => self.parent_of(s, rel)?,
+            };
+            let path = self.path_of(&key);
+            let st = sys::lstatat(dir.as_fd(), &name).map_err(|e| FsError::io("stat", &path, e))?;
+            if let Some(mode) = set.mode {
+                if sys::is_symlink(&st) {
+                    return Err(FsError::refused(
+                        "chmod",
+                        path,
+                        "symlinks have no mode",
+                        libc::EOPNOTSUPP,
+                    ));
+                }
+                sys::chmodat(dir.as_fd(), &name, mode & 0o7777)
+                    .map_err(|e| FsError::io("chmod", &path, e))?;
+            }
+            if set.uid.is_some() || set.gid.is_some() {
+                sys::lchownat(
+                    dir.as_fd(),
+                    &name,
+                    set.uid.unwrap_or(u32::MAX),
+                    set.gid.unwrap_or(u32::MAX),
+                )
+                .map_err(|e| FsError::io("chown", &path, e))?;
+            }
+            if set.atime.is_some() || set.mtime.is_some() {
+                let times = [timespec(set.atime), timespec(set.mtime)];
+                sys::utimensat(dir.as_fd(), &name, &times)
+                    .map_err(|e| FsError::io("set times of", &path, e))?;
+            }
+        }
+        self.getattr(ino, fh)
+    }
+
+    fn truncate(
+        &self,
+        _ino: u64,
+        key: &NodeKey,
+        fh: Option<u64>,
+        size: u64,
+        caller: Caller,
+    ) -> FsResult<()> {
+        // Through an open handle: change what that handle is writing.
+        if let Some(handle) = fh.and_then(|fh| self.handle(fh)) {
+            match handle.as_ref() {
+                Handle::Checkpoint(h) => {
+                    let mut h = lock(h);
+                    if h.writable {
+                        let writer = self.ensure_writer(&mut h)?;
+                        writer.set_len(size)?;
+                        h.dirty = true;
+                        return Ok(());
+                    }
+                }
+                Handle::File { file, path } => {
+                    return sys::ftruncate(file.as_fd(), size)
+                        .map_err(|e| FsError::io("truncate", path, e));
+                }
+                Handle::Dir(_) => {}
+            }
+        }
+        match key {
+            // `truncate -s N session`: a whole checkpoint of its own.
+            k if Self::is_checkpoint(k) => {
+                let NodeKey::Child(s, _) = k else {
+                    return Err(FsError::NotFound);
+                };
+                let storage = self.storage(s)?;
+                let start = if size == 0 {
+                    Start::Empty
+                } else {
+                    Start::FromCurrent
+                };
+                let mut writer = storage.begin(BeginOptions {
+                    start,
+                    owner: Some((caller.uid, caller.gid)),
+                })?;
+                writer.set_len(size)?;
+                writer.commit()?;
+                Ok(())
+            }
+            k if Self::is_lock_file(k) => Err(FsError::refused(
+                "truncate",
+                self.path_of(k),
+                "session.next is the lock of a checkpoint in progress",
+                libc::EPERM,
+            )),
+            NodeKey::Child(s, rel) => {
+                let (parent, name) = self.parent_of(s, rel)?;
+                let path = self.path_of(key);
+                let f = sys::openat(parent.as_fd(), &name, libc::O_WRONLY | libc::O_NOFOLLOW, 0)
+                    .map_err(|e| FsError::io("truncate", &path, e))?;
+                sys::ftruncate(f.as_fd(), size).map_err(|e| FsError::io("truncate", &path, e))
+            }
+            NodeKey::Root | NodeKey::LastSession | NodeKey::Session(_) => Err(FsError::refused(
+                "truncate",
+                self.path_of(key),
+                "a directory or link has no size to set",
+                libc::EISDIR,
+            )),
+        }
+    }
+
+    // ----- directories -------------------------------------------------
+
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let key = self.key(ino)?;
+        let mut entries = vec![
+            DirEntry {
+                ino,
+                kind: Kind::Directory,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: ROOT,
+                kind: Kind::Directory,
+                name: "..".into(),
+            },
+        ];
+        if key == NodeKey::Root {
+            if self.last_session_name()?.is_some() {
+                entries.push(DirEntry {
+                    ino: LAST_SESSION,
+                    kind: Kind::Symlink,
+                    name: LAST_SESSION_LINK.into(),
+                });
+            }
+            let sessions = self.repo.list_in(self.repo_fd())?;
+            let mut table = lock(&self.inodes);
+            for s in sessions {
+                let name = s.storage.name().as_os_str().to_os_string();
+                let ino = table.intern(NodeKey::Session(name.clone()), false);
+                entries.push(DirEntry {
+                    ino,
+                    kind: Kind::Directory,
+                    name,
+                });
+            }
+        } else {
+            let dir = self.open_dir_key(&key)?;
+            let names = sys::read_dir_names(dir.as_fd())
+                .map_err(|e| FsError::io("read directory", self.path_of(&key), e))?;
+            let mut has_checkpoint = false;
+            let mut found = Vec::with_capacity(names.len());
+            for name in names {
+                let st = match sys::lstatat(dir.as_fd(), &name) {
+                    Ok(st) => st,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) => return Err(FsError::io("stat", self.path_of(&key).join(&name), e)),
+                };
+                if matches!(key, NodeKey::Session(_)) && name == SESSION_FILE {
+                    has_checkpoint = true;
+                }
+                found.push((name, Attr::from_stat(0, &st).kind));
+            }
+            if matches!(key, NodeKey::Session(_)) && !has_checkpoint {
+                found.push((SESSION_FILE.into(), Kind::File));
+            }
+            let mut table = lock(&self.inodes);
+            for (name, kind) in found {
+                let Some(child) = key.child(&name) else {
+                    continue;
+                };
+                let ino = table.intern(child, false);
+                entries.push(DirEntry { ino, kind, name });
+            }
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(Handle::Dir(entries)));
+        Ok(fh)
+    }
+
+    /// The entries of an open directory from `offset` on; each entry's
+    /// offset for the next call is its index + 1.
+    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Vec<(u64, DirEntry)>> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        let Handle::Dir(entries) = handle.as_ref() else {
+            return Err(FsError::BadHandle);
+        };
+        Ok(entries
+            .iter()
+            .enumerate()
+            .skip(offset as usize)
+            .map(|(i, e)| (i as u64 + 1, e.clone()))
+            .collect())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.handles).remove(&fh);
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, caller: Caller) -> FsResult<Attr> {
+        let pkey = self.key(parent)?;
+        let key = pkey.child(name).ok_or(FsError::NotFound)?;
+        self.check_writable("mkdir", &key)?;
+        match &pkey {
+            NodeKey::Root => {
+                let sname = SessionName::new(name).map_err(|_| {
+                    FsError::refused(
+                        "mkdir",
+                        self.path_of(&key),
+                        "only NAME.session directories can be made here (a session)",
+                        libc::EINVAL,
+                    )
+                })?;
+                sys::mkdirat(self.repo_fd(), name, mode & 0o7777)
+                    .map_err(|e| FsError::io("create session", self.path_of(&key), e))?;
+                let storage = self.repo.storage(sname);
+                let made = (|| {
+                    chown_new(self.repo_fd(), name, caller)
+                        .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
+                    storage.populate_well_known_dirs()?;
+                    let dir = self.session_dir(name)?;
+                    for wk in core::WELL_KNOWN_DIRS {
+                        chown_new(dir.as_fd(), OsStr::new(wk), caller)
+                            .map_err(|e| FsError::io("chown", self.path_of(&key).join(wk), e))?;
+                    }
+                    sys::fsync(self.repo_fd())
+                        .map_err(|e| FsError::io("fsync", self.repo.location(), e))
+                })();
+                if let Err(e) = made {
+                    // Nothing half-done: a session without its well-known
+                    // directories is removed again.
+                    let _ = sys::remove_tree_at(self.repo_fd(), name);
+                    return Err(e);
+                }
+                log::info!("created session {}", storage.location().display());
+            }
+            NodeKey::Session(_) | NodeKey::Child(..) => {
+                let NodeKey::Child(s, rel) = &key else {
+                    return Err(FsError::NotFound);
+                };
+                let (dir, last) = self.parent_of(s, rel)?;
+                sys::mkdirat(dir.as_fd(), &last, mode & 0o7777)
+                    .map_err(|e| FsError::io("mkdir", self.path_of(&key), e))?;
+                chown_new(dir.as_fd(), &last, caller)
+                    .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
+            }
+            NodeKey::LastSession => return Err(FsError::NotFound),
+        }
+        let st = self.stat_key(&key)?;
+        let ino = lock(&self.inodes).intern(key, true);
+        Ok(Attr::from_stat(ino, &st))
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let pkey = self.key(parent)?;
+        let key = pkey.child(name).ok_or(FsError::NotFound)?;
+        self.check_writable("rmdir", &key)?;
+        match &key {
+            NodeKey::Session(s) => {
+                if SessionName::new(s).is_err() {
+                    return Err(FsError::NotFound);
+                }
+                sys::unlinkat(self.repo_fd(), s, true)
+                    .map_err(|e| FsError::io("remove session", self.path_of(&key), e))?;
+                log::info!("removed session {}", self.path_of(&key).display());
+            }
+            NodeKey::Child(s, rel) => {
+                let (dir, last) = self.parent_of(s, rel)?;
+                sys::unlinkat(dir.as_fd(), &last, true)
+                    .map_err(|e| FsError::io("rmdir", self.path_of(&key), e))?;
+            }
+            NodeKey::Root | NodeKey::LastSession => return Err(FsError::NotFound),
+        }
+        lock(&self.inodes).detach(&key);
+        Ok(())
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let pkey = self.key(parent)?;
+        if pkey == NodeKey::Root {
+            self.check_writable("unlink", &NodeKey::LastSession)?;
+            if lock(&self.pending_links).remove(name).is_some() {
+                return Ok(());
+            }
+            if name == LAST_SESSION_LINK {
+                return sys::unlinkat(self.repo_fd(), name, false)
+                    .map_err(|e| FsError::io("unlink", self.path_of(&NodeKey::LastSession), e));
+            }
+            return match self.stat_key(&NodeKey::Session(name.to_os_string())) {
+                Ok(_) => Err(FsError::refused(
+                    "unlink",
+                    self.repo.location().join(name),
+                    "a session is a directory (use rm -r)",
+                    libc::EISDIR,
+                )),
+                Err(e) => Err(e),
+            };
+        }
+        let key = pkey.child(name).ok_or(FsError::NotFound)?;
+        self.check_writable("unlink", &key)?;
+        let NodeKey::Child(s, rel) = &key else {
+            return Err(FsError::NotFound);
+        };
+        if Self::is_lock_file(&key) {
+            // `rm session.next` breaks the lock, unless a live writer holds it.
+            let storage = self.storage(s)?;
+            let dir = self.session_dir(s)?;
+            if !storage.break_lock_in(dir.as_fd(), false)? {
+                return Err(FsError::NotFound);
+            }
+        } else {
+            let (dir, last) = self.parent_of(s, rel)?;
+            match sys::unlinkat(dir.as_fd(), &last, false) {
+                Ok(()) => {}
+                // A session without a checkpoint shows an empty `session`;
+                // removing it (as `rm -r` does) is already done.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && Self::is_checkpoint(&key) => {}
+                Err(e) => return Err(FsError::io("unlink", self.path_of(&key), e)),
+            }
+        }
+        lock(&self.inodes).detach(&key);
+        Ok(())
+    }
+
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        let pkey = self.key(parent)?;
+        if pkey == NodeKey::Root {
+            self.check_writable("symlink", &NodeKey::LastSession)?;
+            let session = self
+                .session_of_link_target(target.as_os_str())
+                .ok_or_else(|| {
+                    FsError::refused(
+                        "symlink",
+                        self.repo.location().join(name),
+                        "links in the root may only be last-session, pointing at a session",
+                        libc::EPERM,
+                    )
+                })?;
+            if name == LAST_SESSION_LINK {
+                if self.last_session_name()?.is_some() || sys::lstatat(self.repo_fd(), name).is_ok()
+                {
+                    return Err(FsError::refused(
+                        "symlink",
+                        self.path_of(&NodeKey::LastSession),
+                        "last-session exists",
+                        libc::EEXIST,
+                    ));
+                }
+                self.repo.set_last_session(&session)?;
+                return self.last_session_attr();
+            }
+            if SessionName::new(name).is_ok() {
+                return Err(FsError::refused(
+                    "symlink",
+                    self.repo.location().join(name),
+                    "a session name cannot be a link",
+                    libc::EPERM,
+                ));
+            }
+            lock(&self.pending_links).insert(name.to_os_string(), session);
+            return self.pending_link_attr(name);
+        }
+        let key = pkey.child(name).ok_or(FsError::NotFound)?;
+        self.check_writable("symlink", &key)?;
+        let NodeKey::Child(s, rel) = &key else {
+            return Err(FsError::NotFound);
+        };
+        if Self::is_checkpoint(&key) || Self::is_lock_file(&key) {
+            return Err(FsError::refused(
+                "symlink",
+                self.path_of(&key),
+                "session and session.next are always regular files",
+                libc::EPERM,
+            ));
+        }
+        let (dir, last) = self.parent_of(s, rel)?;
+        sys::symlinkat(target.as_os_str(), dir.as_fd(), &last)
+            .map_err(|e| FsError::io("symlink", self.path_of(&key), e))?;
+        chown_new(dir.as_fd(), &last, caller)
+            .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
+        let st = self.stat_key(&key)?;
+        let ino = lock(&self.inodes).intern(key, true);
+        Ok(Attr::from_stat(ino, &st))
+    }
+
+    /// The session a link target made in the mount's root names: a session
+    /// name, `./NAME`, or an absolute path into this repository.
+    fn session_of_link_target(&self, target: &OsStr) -> Option<SessionName> {
+        let t = Path::new(target);
+        let name = if t.is_absolute() {
+            return self.repo.session_name_of_target(target).filter(|n| {
+                self.stat_key(&NodeKey::Session(n.as_os_str().to_os_string()))
+                    .is_ok()
+            });
+        } else {
+            let mut comps = t
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir));
+            let first = comps.next()?;
+            if comps.next().is_some() {
+                return None;
+            }
+            SessionName::new(first.as_os_str()).ok()?
+        };
+        self.stat_key(&NodeKey::Session(name.as_os_str().to_os_string()))
+            .ok()
+            .map(|_| name)
+    }
+
+    fn pending_link_attr(&self, name: &OsStr) -> FsResult<Attr> {
+        let target = lock(&self.pending_links)
+            .get(name)
+            .cloned()
+            .ok_or(FsError::NotFound)?;
+        let st = self.stat_key(&NodeKey::Root)?;
+        let ino = lock(&self.inodes).intern(NodeKey::Session(pending_key(name)), true);
+        let mut attr = Attr::from_stat(ino, &st);
+        attr.kind = Kind::Symlink;
+        attr.perm = 0o777;
+        attr.size = target.as_os_str().len() as u64;
+        attr.nlink = 1;
+        Ok(attr)
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        let (pkey, nkey) = (self.key(parent)?, self.key(newparent)?);
+        let from = pkey.child(name).ok_or(FsError::NotFound)?;
+        let to = nkey.child(newname).ok_or(FsError::NotFound)?;
+        self.check_writable("rename", &from)?;
+        let refuse = |reason: &'static str, errno: i32| {
+            Err(FsError::refused(
+                "rename",
+                self.path_of(&from),
+                reason,
+                errno,
+            ))
+        };
+        if pkey == NodeKey::Root || nkey == NodeKey::Root {
+            // `ln -sfn X.session last-session` renames its temporary link.
+            if pkey == NodeKey::Root && nkey == NodeKey::Root && newname == LAST_SESSION_LINK {
+                let Some(session) = lock(&self.pending_links).remove(name) else {
+                    return refuse(
+                        "only a link to a session can become last-session",
+                        libc::EPERM,
+                    );
+                };
+                self.repo.set_last_session(&session)?;
+                return Ok(());
+            }
+            return refuse("sessions and last-session cannot be renamed", libc::EPERM);
+        }
+        let (NodeKey::Child(fs_, frel), NodeKey::Child(ts, trel)) = (&from, &to) else {
+            return refuse("a session directory cannot be moved", libc::EPERM);
+        };
+        if fs_ != ts {
+            return refuse("files cannot move between sessions", libc::EXDEV);
+        }
+        if Self::is_lock_file(&from) || Self::is_lock_file(&to) {
+            return refuse(
+                "session.next is the lock of a checkpoint in progress",
+                libc::EPERM,
+            );
+        }
+        if Self::is_checkpoint(&from) {
+            return refuse(
+                "the checkpoint can only be replaced by a commit (copy it instead)",
+                libc::EPERM,
+            );
+        }
+        if Self::is_checkpoint(&to) {
+            if flags != 0 {
+                return refuse("only a plain rename can commit a checkpoint", libc::EINVAL);
+            }
+            if frel.parent().is_some_and(|p| !p.as_os_str().is_empty()) {
+                return refuse(
+                    "only a file directly in the session directory can become the checkpoint",
+                    libc::EPERM,
+                );
+            }
+            // The editor/mv pattern: an atomic commit through the core.
+            let storage = self.storage(fs_)?;
+            storage.commit_file(name)?;
+            let mut table = lock(&self.inodes);
+            table.detach(&to);
+            table.detach(&from);
+            return Ok(());
+        }
+        let (fdir, fname) = self.parent_of(fs_, frel)?;
+        let (tdir, tname) = self.parent_of(ts, trel)?;
+        let result = if flags == 0 {
+            sys::renameat(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
+        } else if flags == libc::RENAME_NOREPLACE {
+            sys::renameat_noreplace(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
+        } else {
+            return refuse("only RENAME_NOREPLACE is supported", libc::EINVAL);
+        };
+        result.map_err(|e| FsError::io("rename", self.path_of(&from), e))?;
+        lock(&self.inodes).rename(&from, &to);
+        Ok(())
+    }
+
+    // ----- files --------------------------------------------------------
+
+    fn handle(&self, fh: u64) -> Option<Arc<Handle>> {
+        lock(&self.handles).get(&fh).cloned()
+    }
+
+    fn insert_handle(&self, handle: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(handle));
+        fh
+    }
+
+    fn backing(&self, file: &File) -> FsResult<Option<File>> {
+        if !self.passthrough() {
+            return Ok(None);
+        }
+        file.try_clone()
+            .map(Some)
+            .map_err(|e| FsError::io("duplicate descriptor", self.repo.location(), e))
+    }
+
+    pub fn open(&self, ino: u64, flags: i32, caller: Caller) -> FsResult<Opened> {
+        let key = self.key(ino)?;
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if writes || flags & libc::O_TRUNC != 0 {
+            self.check_writable("open for writing", &key)?;
+        }
+        if Self::is_checkpoint(&key) {
+            return self.open_checkpoint(ino, &key, flags, caller);
+        }
+        match &key {
+            NodeKey::Child(s, rel) => {
+                if Self::is_lock_file(&key) && writes {
+                    return Err(FsError::refused(
+                        "open for writing",
+                        self.path_of(&key),
+                        "session.next is the lock of a checkpoint in progress; write session instead",
+                        libc::EPERM,
+                    ));
+                }
+                let (dir, last) = self.parent_of(s, rel)?;
+                let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_NONBLOCK;
+                let fd = sys::openat(dir.as_fd(), &last, (flags & keep) | libc::O_NOFOLLOW, 0)
+                    .map_err(|e| FsError::io("open", self.path_of(&key), e))?;
+                // Other files are served by the daemon: concurrent opens of
+                // one inode would need one shared backing file, which a
+                // per-open descriptor cannot be.
+                let file = File::from(fd);
+                let fh = self.insert_handle(Handle::File {
+                    file,
+                    path: self.path_of(&key),
+                });
+                Ok(Opened {
+                    fh,
+                    backing: None,
+                    keep_cache: false,
+                })
+            }
+            NodeKey::Root | NodeKey::Session(_) => Err(FsError::refused(
+                "open",
+                self.path_of(&key),
+                "is a directory",
+                libc::EISDIR,
+            )),
+            NodeKey::LastSession => Err(FsError::refused(
+                "open",
+                self.path_of(&key),
+                "last-session is a symlink",
+                libc::ELOOP,
+            )),
+        }
+    }
+
+    fn open_checkpoint(
+        &self,
+        ino: u64,
+        key: &NodeKey,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<Opened> {
+        let NodeKey::Child(s, _) = key else {
+            return Err(FsError::NotFound);
+        };
+        let storage = self.storage(s)?;
+        let dir = self.session_dir(s)?;
+        let passthrough = self.passthrough();
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            let reader = storage.open_checkpoint_in(dir.as_fd())?;
+            let backing = match &reader {
+                Some(f) => self.backing(f)?,
+                None => None,
+            };
+            let keep_cache = match reader.as_ref().and_then(Stamp::of_file) {
+                Some(stamp) => {
+                    let mut versions = lock(&self.cached_versions);
+                    versions.insert(ino, stamp) == Some(stamp)
+                }
+                None => false,
+            };
+            let fh = self.insert_handle(Handle::Checkpoint(Mutex::new(CheckpointHandle {
+                storage,
+                reader,
+                writable: false,
+                writer: None,
+                truncate_pending: false,
+                dirty: false,
+                baseline: None,
+                passthrough: backing.is_some(),
+                caller,
+            })));
+            return Ok(Opened {
+                fh,
+                backing,
+                keep_cache,
+            });
+        }
+        let truncating = flags & libc::O_TRUNC != 0;
+        let start = if truncating {
+            Start::Empty
+        } else {
+            Start::FromCurrent
+        };
+        let writer = storage.begin_in(
+            dir,
+            BeginOptions {
+                start,
+                owner: Some((caller.uid, caller.gid)),
+            },
+        )?;
+        let backing = self.backing(writer.file())?;
+        let baseline = Stamp::of_file(writer.file());
+        lock(&self.cached_versions).remove(&ino);
+        let fh = self.insert_handle(Handle::Checkpoint(Mutex::new(CheckpointHandle {
+            storage,
+            reader: None,
+            writable: true,
+            writer: Some(writer),
+            truncate_pending: truncating,
+            dirty: false,
+            baseline,
+            passthrough: passthrough && backing.is_some(),
+            caller,
+        })));
+        Ok(Opened {
+            fh,
+            backing,
+            keep_cache: false,
+        })
+    }
+
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<(Attr, Opened)> {
+        let pkey = self.key(parent)?;
+        let key = pkey.child(name).ok_or(FsError::NotFound)?;
+        self.check_writable("create", &key)?;
+        let NodeKey::Child(s, rel) = &key else {
+            return Err(FsError::refused(
+                "create",
+                self.path_of(&key),
+                "only session directories live here (mkdir NAME.session)",
+                libc::EPERM,
+            ));
+        };
+        if Self::is_checkpoint(&key) {
+            // `session` always exists in the mount; an exclusive create of it
+            // is the only way here.
+            return Err(FsError::refused(
+                "create",
+                self.path_of(&key),
+                "session exists",
+                libc::EEXIST,
+            ));
+        }
+        if Self::is_lock_file(&key) {
+            return Err(FsError::refused(
+                "create",
+                self.path_of(&key),
+                "session.next is the lock of a checkpoint in progress; write session instead",
+                libc::EPERM,
+            ));
+        }
+        let (dir, last) = self.parent_of(s, rel)?;
+        let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_NONBLOCK;
+        let fd = sys::openat(
+            dir.as_fd(),
+            &last,
+            (flags & keep) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            mode & 0o7777,
+        )
+        .map_err(|e| FsError::io("create", self.path_of(&key), e))?;
+        if let Err(e) = chown_new(dir.as_fd(), &last, caller) {
+            let _ = sys::unlinkat(dir.as_fd(), &last, false);
+            return Err(FsError::io("chown", self.path_of(&key), e));
+        }
+        let file = File::from(fd);
+        let st =
+            sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", self.path_of(&key), e))?;
+        let backing = None;
+        let ino = lock(&self.inodes).intern(key.clone(), true);
+        let fh = self.insert_handle(Handle::File {
+            file,
+            path: self.path_of(&key),
+        });
+        Ok((
+            Attr::from_stat(ino, &st),
+            Opened {
+                fh,
+                backing,
+                keep_cache: false,
+            },
+        ))
+    }
+
+    /// The writer of a writable checkpoint handle, starting the next
+    /// checkpoint if the last one was committed.
+    fn ensure_writer<'a>(&self, h: &'a mut CheckpointHandle) -> FsResult<&'a mut CheckpointWriter> {
+        if h.writer.is_none() {
+            let writer = h.storage.begin(BeginOptions {
+                start: Start::FromCurrent,
+                owner: Some((h.caller.uid, h.caller.gid)),
+            })?;
+            h.baseline = Stamp::of_file(writer.file());
+            h.writer = Some(writer);
+        }
+        h.writer.as_mut().ok_or(FsError::BadHandle)
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        let mut buf = vec![0u8; size as usize];
+        let n = match handle.as_ref() {
+            Handle::Checkpoint(h) => {
+                let h = lock(h);
+                if let Some(writer) = &h.writer {
+                    writer.read_at(&mut buf, offset)?
+                } else if let Some(reader) = &h.reader {
+                    sys::pread_full(reader.as_fd(), &mut buf, offset).map_err(|e| {
+                        FsError::io("read", h.storage.location().join(SESSION_FILE), e)
+                    })?
+                } else if h.writable {
+                    // Committed and not writing: read what was committed.
+                    match h.storage.open_checkpoint()? {
+                        Some(f) => sys::pread_full(f.as_fd(), &mut buf, offset).map_err(|e| {
+                            FsError::io("read", h.storage.location().join(SESSION_FILE), e)
+                        })?,
+                        None => 0,
+                    }
+                } else {
+                    0
+                }
+            }
+            Handle::File { file, path } => sys::pread_full(file.as_fd(), &mut buf, offset)
+                .map_err(|e| FsError::io("read", path, e))?,
+            Handle::Dir(_) => return Err(FsError::BadHandle),
+        };
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        match handle.as_ref() {
+            Handle::Checkpoint(h) => {
+                let mut h = lock(h);
+                if !h.writable {
+                    return Err(FsError::BadHandle);
+                }
+                let writer = self.ensure_writer(&mut h)?;
+                writer.write_at(data, offset)?;
+                h.dirty = true;
+            }
+            Handle::File { file, path } => {
+                sys::pwrite_all(file.as_fd(), data, offset)
+                    .map_err(|e| FsError::io("write", path, e))?;
+            }
+            Handle::Dir(_) => return Err(FsError::BadHandle),
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// `close()` of one descriptor: commits what the handle wrote since the
+    /// last commit, unless the closing process is dying from a signal.
+    pub fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        let Handle::Checkpoint(h) = handle.as_ref() else {
+            return Ok(());
+        };
+        let mut h = lock(h);
+        if h.writer.is_none() {
+            return Ok(());
+        }
+        if dying_from_signal(pid) {
+            let location = h.storage.location();
+            log::warn!(
+                "writer {pid} of {} was killed by a signal: its checkpoint is discarded",
+                location.display()
+            );
+            if let Some(writer) = h.writer.take() {
+                writer.abort()?;
+            }
+            h.truncate_pending = false;
+            h.dirty = false;
+            return Ok(());
+        }
+        // A close before anything was written (the shell's dup2-and-close
+        // of a redirection) commits nothing yet.
+        let written = h.dirty
+            || Stamp::of_file(
+                h.writer
+                    .as_ref()
+                    .map(|w| w.file())
+                    .ok_or(FsError::BadHandle)?,
+            ) != h.baseline;
+        if !written {
+            return Ok(());
+        }
+        self.commit_handle(&mut h)
+    }
+
+    fn commit_handle(&self, h: &mut CheckpointHandle) -> FsResult<()> {
+        let Some(writer) = h.writer.take() else {
+            return Ok(());
+        };
+        h.truncate_pending = false;
+        h.dirty = false;
+        writer.commit()?;
+        log::debug!("committed {}", h.storage.location().display());
+        Ok(())
+    }
+
+    /// `fsync()`: commits durably what was written so far. The handle keeps
+    /// its lock and goes on writing into the same file (a passthrough
+    /// backing file cannot change), so the commit is of a copy.
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        match handle.as_ref() {
+            Handle::Checkpoint(h) => {
+                let mut h = lock(h);
+                if !h.changed() {
+                    return Ok(());
+                }
+                if h.passthrough {
+                    let writer = h.writer.as_ref().ok_or(FsError::BadHandle)?;
+                    writer.commit_snapshot()?;
+                    h.baseline = Stamp::of_file(writer.file());
+                    h.dirty = false;
+                    h.truncate_pending = false;
+                    Ok(())
+                } else {
+                    self.commit_handle(&mut h)
+                }
+            }
+            Handle::File { file, path } => {
+                sys::fsync(file.as_fd()).map_err(|e| FsError::io("fsync", path, e))
+            }
+            Handle::Dir(_) => Ok(()),
+        }
+    }
+
+    /// The last descriptor is gone. A checkpoint still in progress is
+    /// committed if it holds unflushed changes (`: > session`), else its
+    /// lock is released.
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let Some(handle) = lock(&self.handles).remove(&fh) else {
+            return Err(FsError::BadHandle);
+        };
+        let Handle::Checkpoint(h) = handle.as_ref() else {
+            return Ok(());
+        };
+        let mut h = lock(h);
+        if h.writer.is_none() {
+            return Ok(());
+        }
+        if h.changed() {
+            return self.commit_handle(&mut h);
+        }
+        if let Some(writer) = h.writer.take() {
+            writer.abort()?;
+        }
+        Ok(())
+    }
+
+    /// fsync of a directory of the mount.
+    pub fn fsyncdir(&self, ino: u64) -> FsResult<()> {
+        let key = self.key(ino)?;
+        let dir = self.open_dir_key(&key)?;
+        sys::fsync(dir.as_fd()).map_err(|e| FsError::io("fsync", self.path_of(&key), e))
+    }
+
+    pub fn statfs(&self) -> FsResult<libc::statvfs> {
+        sys::fstatvfs(self.repo_fd()).map_err(|e| FsError::io("statfs", self.repo.location(), e))
+    }
+
+    /// Number of open handles (for tests and debugging).
+    pub fn open_handles(&self) -> usize {
+        lock(&self.handles).len()
+    }
+}
+
+/// Marks the inode keys of pending root links (a NUL never occurs in a
+/// real name).
+const PENDING_PREFIX: &[u8] = b"\0pending-link\0";
+
+/// The inode key standing for a pending root link.
+fn pending_key(name: &OsStr) -> OsString {
+    let mut k = OsStr::from_bytes(PENDING_PREFIX).to_os_string();
+    k.push(name);
+    k
+}
+
+fn timespec(t: Option<TimeSet>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeSet::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeSet::At(t)) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            },
+            Err(e) => {
+                let d = e.duration();
+                libc::timespec {
+                    tv_sec: -(d.as_secs() as libc::time_t),
+                    tv_nsec: 0,
+                }
+            }
+        },
+    }
+}
+
+/// Gives a file made by the (root) daemon to the user who asked for it.
+fn chown_new(dir: BorrowedFd<'_>, name: &OsStr, caller: Caller) -> std::io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 || (caller.uid == 0 && caller.gid == 0) {
+        return Ok(());
+    }
+    sys::lchownat(dir, name, caller.uid, caller.gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_deaths_are_told_from_normal_exits() {
+        let line = |flags: u64, exit_code: u64| {
+            let mut fields: Vec<String> = (3..=52).map(|_| "0".to_string()).collect();
+            fields[9 - 3] = flags.to_string();
+            fields[52 - 3] = exit_code.to_string();
+            format!("1234 (my (odd) prog) {}", fields.join(" ")).into_bytes()
+        };
+        assert!(parse_signal_death(&line(0x4, 9)));
+        assert!(parse_signal_death(&line(0x4 | 0x40, 15)));
+        assert!(
+            !parse_signal_death(&line(0x4, 1 << 8)),
+            "exit(1) is a normal exit"
+        );
+        assert!(!parse_signal_death(&line(0x4, 0)));
+        assert!(!parse_signal_death(&line(0x0, 9)), "not exiting");
+        assert!(!parse_signal_death(b"garbage"));
+    }
+
+    #[test]
+    fn a_living_process_is_not_dying() {
+        assert!(!dying_from_signal(std::process::id()));
+    }
+}

@@ -1,0 +1,559 @@
+//! The fuser adapter: turns [`SessionFs`] results into FUSE replies and
+//! errors into errnos. It holds no filesystem logic of its own, only the
+//! kernel-facing state: which passthrough backing ids are open.
+//!
+//! Invariants: every error is logged here, once, at the level the error
+//! asks for, with the operation; a passthrough backing id lives exactly as
+//! long as its file handle (it is dropped at release).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
+};
+
+use crate::fs::{Attr, Caller, FsError, Kind, Opened, SessionFs, SetAttr, TimeSet};
+
+/// Attributes and entries are never cached by the kernel: whatever changes
+/// the repository outside the mount is seen at the next look.
+const TTL: Duration = Duration::ZERO;
+
+/// Largest write the kernel sends in one request.
+const MAX_WRITE: u32 = 1 << 20;
+
+/// A passthrough backing file registered with the kernel for one inode.
+/// The kernel requires every concurrent passthrough open of an inode to use
+/// the same backing, so a second open of the same file shares it.
+struct InodeBacking {
+    /// (device, inode) of the backing file.
+    identity: (u64, u64),
+    id: Arc<BackingId>,
+    opens: usize,
+}
+
+#[derive(Default)]
+struct Backings {
+    by_ino: HashMap<u64, InodeBacking>,
+    ino_of_fh: HashMap<u64, u64>,
+}
+
+pub struct Adapter {
+    fs: SessionFs,
+    /// Ask the kernel for FUSE passthrough at init.
+    want_passthrough: bool,
+    backings: Mutex<Backings>,
+}
+
+impl Adapter {
+    pub fn new(fs: SessionFs, want_passthrough: bool) -> Adapter {
+        Adapter {
+            fs,
+            want_passthrough,
+            backings: Mutex::new(Backings::default()),
+        }
+    }
+
+    pub fn fs(&self) -> &SessionFs {
+        &self.fs
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.ctime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::Directory => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::NamedPipe => FileType::NamedPipe,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+/// Logs an error once, at its level, and gives its errno.
+fn errno(op: &str, e: &FsError) -> Errno {
+    let level = e.log_level();
+    if log::log_enabled!(level) {
+        log::log!(level, "{op}: {e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
+    })
+}
+
+/// What to do with an open that wants a passthrough backing file.
+enum BackingChoice {
+    Use(Arc<BackingId>),
+    /// Another open of this inode uses a different backing file.
+    Conflict,
+    /// No passthrough for this open.
+    None,
+}
+
+impl Adapter {
+    fn backings(&self) -> MutexGuard<'_, Backings> {
+        self.backings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or shares) the backing file of an open of `ino`.
+    fn choose_backing(
+        &self,
+        op: &str,
+        ino: u64,
+        fh: u64,
+        file: &std::fs::File,
+        register: impl FnOnce(&std::fs::File) -> io::Result<BackingId>,
+    ) -> BackingChoice {
+        let identity = match crate::core::sys::fstat(file.as_fd()) {
+            Ok(st) => (st.st_dev, st.st_ino),
+            Err(e) => {
+                log::warn!("{op}: cannot stat backing file ({e}); serving from the daemon");
+                return BackingChoice::None;
+            }
+        };
+        let mut b = self.backings();
+        if let Some(existing) = b.by_ino.get_mut(&ino) {
+            if existing.identity != identity {
+                return BackingChoice::Conflict;
+            }
+            existing.opens += 1;
+            let id = existing.id.clone();
+            b.ino_of_fh.insert(fh, ino);
+            return BackingChoice::Use(id);
+        }
+        match register(file) {
+            Ok(id) => {
+                let id = Arc::new(id);
+                b.by_ino.insert(
+                    ino,
+                    InodeBacking {
+                        identity,
+                        id: id.clone(),
+                        opens: 1,
+                    },
+                );
+                b.ino_of_fh.insert(fh, ino);
+                BackingChoice::Use(id)
+            }
+            Err(e) => {
+                log::warn!("{op}: passthrough refused ({e}); serving this file from the daemon");
+                BackingChoice::None
+            }
+        }
+    }
+
+    fn reply_open(&self, op: &str, ino: u64, opened: Opened, reply: ReplyOpen) {
+        let mut flags = FopenFlags::empty();
+        if opened.keep_cache {
+            flags |= FopenFlags::FOPEN_KEEP_CACHE;
+        }
+        if let Some(file) = &opened.backing {
+            match self.choose_backing(op, ino, opened.fh, file, |f| reply.open_backing(f)) {
+                BackingChoice::Use(id) => {
+                    reply.opened_passthrough(FileHandle(opened.fh), flags, &id);
+                    return;
+                }
+                BackingChoice::Conflict => {
+                    let _ = self.fs.release(opened.fh);
+                    log::info!(
+                        "{op}: refused: the file is open as another version through the same descriptor"
+                    );
+                    reply.error(Errno::EBUSY);
+                    return;
+                }
+                BackingChoice::None => {}
+            }
+        }
+        reply.opened(FileHandle(opened.fh), flags);
+    }
+
+    /// The handle is closed: its inode's backing file goes with the last
+    /// open.
+    fn forget_backing(&self, fh: u64) {
+        let mut b = self.backings();
+        let Some(ino) = b.ino_of_fh.remove(&fh) else {
+            return;
+        };
+        if let Some(entry) = b.by_ino.get_mut(&ino) {
+            entry.opens -= 1;
+            if entry.opens == 0 {
+                b.by_ino.remove(&ino);
+            }
+        }
+    }
+}
+
+impl Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        if let Err(max) = config.set_max_write(MAX_WRITE) {
+            let _ = config.set_max_write(max);
+        }
+        let mut passthrough = false;
+        if self.want_passthrough {
+            match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH) {
+                Ok(()) => match config.set_max_stack_depth(1) {
+                    Ok(_) => passthrough = true,
+                    Err(_) => log::info!("passthrough unavailable: stacking depth refused"),
+                },
+                Err(_) => log::info!("passthrough unavailable: the kernel does not offer it"),
+            }
+        }
+        self.fs.set_passthrough(passthrough);
+        log::info!(
+            "session file I/O: {}",
+            if passthrough {
+                "FUSE passthrough to the backing files"
+            } else {
+                "served by the daemon"
+            }
+        );
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("lookup", &e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno("getattr", &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time_set(atime),
+            mtime: time_set(mtime),
+        };
+        match self.fs.setattr(ino.0, fh.map(|f| f.0), set, caller(req)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno("setattr", &e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        use std::os::unix::ffi::OsStrExt;
+        match self.fs.readlink(ino.0) {
+            Ok(t) => reply.data(t.as_bytes()),
+            Err(e) => reply.error(errno("readlink", &e)),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.mkdir(parent.0, name, mode & !umask, caller(req)) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("mkdir", &e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.unlink(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("unlink", &e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("rmdir", &e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.symlink(parent.0, link_name, target, caller(req)) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("symlink", &e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self
+            .fs
+            .rename(parent.0, name, newparent.0, newname, flags.bits())
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("rename", &e)),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0, caller(req)) {
+            Ok(opened) => self.reply_open("open", ino.0, opened, reply),
+            Err(e) => reply.error(errno("open", &e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self
+            .fs
+            .create(parent.0, name, mode & !umask, flags, caller(req))
+        {
+            Ok((attr, opened)) => {
+                let attr = file_attr(&attr);
+                let mut fopen = FopenFlags::empty();
+                if opened.keep_cache {
+                    fopen |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                reply.created(&TTL, &attr, Generation(0), FileHandle(opened.fh), fopen);
+            }
+            Err(e) => reply.error(errno("create", &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno("read", &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno("write", &e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.flush(fh.0, req.pid()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("close (commit)", &e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("fsync (commit)", &e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.forget_backing(fh.0);
+        match self.fs.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("release", &e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno("opendir", &e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.fs.readdir(fh.0, offset) {
+            Ok(entries) => {
+                for (next, e) in entries {
+                    if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno("readdir", &e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsyncdir(_ino.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("fsyncdir", &e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namemax as u32,
+                s.f_frsize as u32,
+            ),
+            Err(e) => reply.error(errno("statfs", &e)),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Mounting and unmounting: the daemon's life cycle around the fuser
+//! session. The filesystem itself is [`crate::fs`]; the reply plumbing is
+//! [`adapter`].
+//!
+//! Invariants: `sessionfs mount` returns only once the kernel has answered
+//! the FUSE handshake (or with the reason it failed); a foreground daemon
+//! unmounts before it exits on SIGINT/SIGTERM/SIGHUP, detaching lazily when
+//! files are still open, so no mountpoint is left dead by a clean stop.
+
+pub mod adapter;
+
+use std::ffi::{CString, OsString};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fuser::{Config, MountOption, Session, SessionACL};
+
+use crate::core::Repository;
+use crate::fs::{FsConfig, SessionFs};
+
+/// Everything `sessionfs mount` needs, parsed from the command line.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub repo: Repository,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub auto_unmount: bool,
+    pub threads: usize,
+    pub passthrough: bool,
+    pub log_file: Option<PathBuf>,
+    /// The descriptor a background daemon reports readiness on.
+    pub ready_fd: Option<i32>,
+    /// The arguments to start the background daemon with (the same command
+    /// line, plus `--foreground`).
+    pub daemon_args: Vec<OsString>,
+}
+
+#[derive(Debug)]
+pub enum MountError {
+    Mountpoint { path: PathBuf, problem: String },
+    Repository(crate::core::Error),
+    Mount { path: PathBuf, source: io::Error },
+    Unmount { path: PathBuf, source: io::Error },
+    Daemon(String),
+    MissingTool(&'static str),
+}
+
+impl fmt::Display for MountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MountError::Mountpoint { path, problem } => {
+                write!(f, "cannot mount on {}: {problem}", path.display())
+            }
+            MountError::Repository(e) => e.fmt(f),
+            MountError::Mount { path, source } => {
+                write!(f, "cannot mount on {}: {source}", path.display())
+            }
+            MountError::Unmount { path, source } => {
+                write!(f, "cannot unmount {}: {source}", path.display())
+            }
+            MountError::Daemon(msg) => f.write_str(msg),
+            MountError::MissingTool(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// Checks that `path` can be mounted on: an existing directory, not a dead
+/// FUSE mount.
+pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
+    let problem = |p: &str| MountError::Mountpoint {
+        path: path.to_path_buf(),
+        problem: p.to_string(),
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(problem("not a directory")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(problem(&format!(
+            "it is a dead mount left by a daemon that stopped (transport endpoint is not connected); \
+             run `sessionfs unmount {}` first",
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(problem("no such directory")),
+        Err(e) => Err(problem(&e.to_string())),
+    }
+}
+
+fn has_program(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
+
+/// `sessionfs mount`: in the foreground, or starts the daemon and returns
+/// once the mount is ready.
+pub fn mount(config: MountConfig) -> Result<(), MountError> {
+    check_mountpoint(&config.mountpoint)?;
+    if config.auto_unmount && !has_program("fusermount3") {
+        return Err(MountError::MissingTool(
+            "--auto-unmount needs fusermount3 (install the fuse3 package)",
+        ));
+    }
+    config.repo.check().map_err(MountError::Repository)?;
+    if config.foreground {
+        run_foreground(config)
+    } else {
+        spawn_daemon(&config)
+    }
+}
+
+/// Starts `sessionfs … mount --foreground` detached, and waits for it to
+/// report the mount ready (or why it failed) on a pipe.
+fn spawn_daemon(config: &MountConfig) -> Result<(), MountError> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a two-element array for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(MountError::Daemon(format!(
+            "cannot start the daemon: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: pipe2 just returned these two descriptors; each is owned once.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let exe = std::env::current_exe()
+        .map_err(|e| MountError::Daemon(format!("cannot find the sessionfs executable: {e}")))?;
+    let stderr = match &config.log_file {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    MountError::Daemon(format!("cannot open log file {}: {e}", path.display()))
+                })?,
+        ),
+        None => Stdio::null(),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(&config.daemon_args)
+        .arg("--foreground")
+        .arg("--ready-fd")
+        .arg("3")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let wfd = write_end.as_raw_fd();
+    // SAFETY: between fork and exec the closure only calls setsid and dup2,
+    // which are async-signal-safe; it touches no Rust-managed state.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::dup2(wfd, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| MountError::Daemon(format!("cannot start the daemon: {e}")))?;
+    drop(write_end);
+    let mut report = String::new();
+    let mut reader = std::fs::File::from(read_end);
+    let _ = reader.read_to_string(&mut report);
+    if report.starts_with("ready") {
+        log::info!(
+            "mounted {} on {} (daemon pid {})",
+            config.repo.location().display(),
+            config.mountpoint.display(),
+            child.id()
+        );
+        return Ok(());
+    }
+    let msg = report
+        .trim()
+        .strip_prefix("error: ")
+        .unwrap_or(report.trim())
+        .to_string();
+    Err(MountError::Daemon(if msg.is_empty() {
+        "the daemon exited before the mount was ready (see --log-file)".to_string()
+    } else {
+        msg
+    }))
+}
+
+fn report_ready(fd: Option<i32>, line: &str) {
+    if let Some(fd) = fd {
+        // SAFETY: the descriptor was handed to this process for this one
+        // report, and nothing else owns it.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+fn mount_options(config: &MountConfig) -> Config {
+    let mut options = vec![
+        MountOption::FSName(config.repo.location().display().to_string()),
+        MountOption::Subtype("sessionfs".to_string()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if config.read_only {
+        options.push(MountOption::RO);
+    }
+    if config.auto_unmount {
+        options.push(MountOption::AutoUnmount);
+    }
+    let mut fuser_config = Config::default();
+    fuser_config.mount_options = options;
+    fuser_config.acl = if config.allow_other {
+        SessionACL::All
+    } else if config.auto_unmount {
+        // fuser's auto-unmount needs a non-owner ACL; root and the owner
+        // are the same user for a root daemon.
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    fuser_config.n_threads = Some(config.threads.max(1));
+    fuser_config.clone_fd = true;
+    fuser_config
+}
+
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set; sigaddset only adds valid
+    // signal numbers to it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Mounts, serves until unmounted or signalled, and unmounts.
+fn run_foreground(config: MountConfig) -> Result<(), MountError> {
+    let result = serve(&config);
+    if let Err(e) = &result {
+        report_ready(config.ready_fd, &format!("error: {e}\n"));
+    }
+    result
+}
+
+fn serve(config: &MountConfig) -> Result<(), MountError> {
+    // Block the stop signals in every thread (fuser's threads inherit the
+    // mask); the main thread takes them with sigwait.
+    let signals = signal_set(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1]);
+    // SAFETY: `signals` is an initialised set; the old mask is not needed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
+
+    let fs = SessionFs::new(
+        config.repo.clone(),
+        FsConfig {
+            read_only: config.read_only,
+        },
+    )
+    .map_err(MountError::Repository)?;
+    let adapter = adapter::Adapter::new(fs, config.passthrough);
+    let mut session =
+        Session::new(adapter, &config.mountpoint, &mount_options(config)).map_err(|source| {
+            MountError::Mount {
+                path: config.mountpoint.clone(),
+                source,
+            }
+        })?;
+    log::info!(
+        "mounted {} on {}",
+        config.repo.location().display(),
+        config.mountpoint.display()
+    );
+    let mut unmounter = session.unmount_callable();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let worker = std::thread::Builder::new()
+        .name("fuse-session".into())
+        .spawn(move || {
+            let result = session.run();
+            // Wake the main thread: the session ended (unmounted from
+            // outside, or failed).
+            // SAFETY: sending a signal to our own process is always valid.
+            unsafe { libc::kill(pid, libc::SIGUSR1) };
+            result
+        })
+        .map_err(|e| MountError::Daemon(format!("cannot start the session thread: {e}")))?;
+    report_ready(config.ready_fd, "ready\n");
+
+    let mut sig: libc::c_int = 0;
+    loop {
+        // SAFETY: `signals` is initialised and `sig` is writable.
+        let rc = unsafe { libc::sigwait(&signals, &mut sig) };
+        if rc == 0 {
+            break;
+        }
+    }
+    if sig != libc::SIGUSR1 {
+        log::info!("signal {sig}: unmounting {}", config.mountpoint.display());
+        if let Err(e) = unmounter.unmount() {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                log::warn!(
+                    "{} is busy (files are open): detaching it; it goes away once they are closed",
+                    config.mountpoint.display()
+                );
+                lazy_unmount(&config.mountpoint).map_err(|source| MountError::Unmount {
+                    path: config.mountpoint.clone(),
+                    source,
+                })?;
+            } else {
+                log::warn!("unmount of {} failed: {e}", config.mountpoint.display());
+            }
+        }
+    }
+    match worker.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(MountError::Daemon(format!("the FUSE session failed: {e}"))),
+        Err(_) => Err(MountError::Daemon(
+            "the FUSE session thread panicked".to_string(),
+        )),
+    }
+}
+
+fn umount2(path: &Path, flags: i32) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid C string for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn lazy_unmount(path: &Path) -> io::Result<()> {
+    umount2(path, libc::MNT_DETACH)
+}
+
+/// What `sessionfs unmount` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unmounted {
+    Clean,
+    /// Files were open: the mount was detached and goes away when they close.
+    Detached,
+}
+
+/// `sessionfs unmount MOUNTPOINT`: unmounts a live or dead sessionfs mount;
+/// detaches lazily when files are still open.
+pub fn unmount(path: &Path) -> Result<Unmounted, MountError> {
+    let err = |source: io::Error| MountError::Unmount {
+        path: path.to_path_buf(),
+        source,
+    };
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        return unmount_unprivileged(path);
+    }
+    match umount2(path, 0) {
+        Ok(()) => Ok(Unmounted::Clean),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            lazy_unmount(path).map_err(err)?;
+            Ok(Unmounted::Detached)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(MountError::Mountpoint {
+            path: path.to_path_buf(),
+            problem: "not a mount point".into(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(MountError::Mountpoint {
+            path: path.to_path_buf(),
+            problem: "no such directory".into(),
+        }),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn unmount_unprivileged(path: &Path) -> Result<Unmounted, MountError> {
+    if !has_program("fusermount3") {
+        return Err(MountError::MissingTool(
+            "unmounting as a regular user needs fusermount3 (install the fuse3 package)",
+        ));
+    }
+    let run = |lazy: bool| {
+        let mut cmd = Command::new("fusermount3");
+        cmd.arg("-u");
+        if lazy {
+            cmd.arg("-z");
+        }
+        cmd.arg(path).stderr(Stdio::null()).status()
+    };
+    match run(false) {
+        Ok(s) if s.success() => Ok(Unmounted::Clean),
+        _ => match run(true) {
+            Ok(s) if s.success() => Ok(Unmounted::Detached),
+            Ok(_) => Err(MountError::Mountpoint {
+                path: path.to_path_buf(),
+                problem: "fusermount3 could not unmount it".into(),
+            }),
+            Err(e) => Err(MountError::Unmount {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+        },
+    }
+}
