@@ -191,6 +191,12 @@ struct CheckpointHandle {
     baseline: Option<Stamp>,
     passthrough: bool,
     caller: Caller,
+    /// With passthrough, the file a commit renamed into place stays this
+    /// handle's backing file: writes through another descriptor of the same
+    /// open file after that commit land in it directly. Its stamp at the
+    /// commit tells whether that happened, so they can be committed
+    /// properly at the next flush, fsync or release.
+    sealed: Option<(File, Option<Stamp>)>,
 }
 
 impl CheckpointHandle {
@@ -1178,7 +1184,10 @@ impl SessionFs {
                 Some(f) => self.backing(f)?,
                 None => None,
             };
+            // The kernel refuses FOPEN_KEEP_CACHE with passthrough (whose
+            // page cache is the backing file's own anyway).
             let keep_cache = match reader.as_ref().and_then(Stamp::of_file) {
+                Some(_) if backing.is_some() => false,
                 Some(stamp) => {
                     let mut versions = lock(&self.cached_versions);
                     versions.insert(ino, stamp) == Some(stamp)
@@ -1195,6 +1204,7 @@ impl SessionFs {
                 baseline: None,
                 passthrough: backing.is_some(),
                 caller,
+                sealed: None,
             })));
             return Ok(Opened {
                 fh,
@@ -1228,6 +1238,7 @@ impl SessionFs {
             baseline,
             passthrough: passthrough && backing.is_some(),
             caller,
+            sealed: None,
         })));
         Ok(Opened {
             fh,
@@ -1381,7 +1392,10 @@ impl SessionFs {
         };
         let mut h = lock(h);
         if h.writer.is_none() {
-            return Ok(());
+            if dying_from_signal(pid) {
+                return Ok(());
+            }
+            return self.recommit_sealed(&mut h);
         }
         if dying_from_signal(pid) {
             let location = h.storage.location();
@@ -1417,8 +1431,48 @@ impl SessionFs {
         };
         h.truncate_pending = false;
         h.dirty = false;
+        let seal = if h.passthrough {
+            writer.file().try_clone().ok()
+        } else {
+            None
+        };
         writer.commit()?;
+        h.sealed = seal.map(|f| {
+            let stamp = Stamp::of_file(&f);
+            (f, stamp)
+        });
         log::debug!("committed {}", h.storage.location().display());
+        Ok(())
+    }
+
+    /// Commits, through the lock protocol, what a passthrough handle wrote
+    /// into its already committed backing file (see `sealed`).
+    fn recommit_sealed(&self, h: &mut CheckpointHandle) -> FsResult<()> {
+        let Some((file, stamp)) = &h.sealed else {
+            return Ok(());
+        };
+        if Stamp::of_file(file) == *stamp {
+            return Ok(());
+        }
+        log::warn!(
+            "{}: written through another descriptor after a close committed it; committing those writes now",
+            h.storage.location().join(SESSION_FILE).display()
+        );
+        let writer = h.storage.begin(BeginOptions {
+            start: Start::Empty,
+            owner: Some((h.caller.uid, h.caller.gid)),
+        })?;
+        let mut src = file;
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(0))
+            .map_err(|e| FsError::io("read", h.storage.location().join(SESSION_FILE), e))?;
+        let mut dst = writer.file();
+        std::io::copy(&mut src, &mut dst)
+            .map_err(|e| FsError::io("copy", h.storage.location().join(SESSION_NEXT_FILE), e))?;
+        writer.commit()?;
+        let new_stamp = Stamp::of_file(file);
+        if let Some(seal) = h.sealed.as_mut() {
+            seal.1 = new_stamp;
+        }
         Ok(())
     }
 
@@ -1430,6 +1484,9 @@ impl SessionFs {
         match handle.as_ref() {
             Handle::Checkpoint(h) => {
                 let mut h = lock(h);
+                if h.writer.is_none() {
+                    return self.recommit_sealed(&mut h);
+                }
                 if !h.changed() {
                     return Ok(());
                 }
@@ -1463,7 +1520,7 @@ impl SessionFs {
         };
         let mut h = lock(h);
         if h.writer.is_none() {
-            return Ok(());
+            return self.recommit_sealed(&mut h);
         }
         if h.changed() {
             return self.commit_handle(&mut h);

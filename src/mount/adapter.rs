@@ -192,6 +192,8 @@ impl Adapter {
         if let Some(file) = &opened.backing {
             match self.choose_backing(op, ino, opened.fh, file, |f| reply.open_backing(f)) {
                 BackingChoice::Use(id) => {
+                    // The kernel refuses KEEP_CACHE on a passthrough open.
+                    flags.remove(FopenFlags::FOPEN_KEEP_CACHE);
                     reply.opened_passthrough(FileHandle(opened.fh), flags, &id);
                     return;
                 }
