@@ -210,7 +210,7 @@ impl CheckpointHandle {
 
 #[derive(Debug)]
 enum Handle {
-    Checkpoint(Mutex<CheckpointHandle>),
+    Checkpoint(Box<Mutex<CheckpointHandle>>),
     File { file: File, path: PathBuf },
     Dir(Vec<DirEntry>),
 }
@@ -1194,7 +1194,7 @@ impl SessionFs {
                 }
                 None => false,
             };
-            let fh = self.insert_handle(Handle::Checkpoint(Mutex::new(CheckpointHandle {
+            let fh = self.insert_handle(Handle::Checkpoint(Box::new(Mutex::new(CheckpointHandle {
                 storage,
                 reader,
                 writable: false,
@@ -1205,7 +1205,7 @@ impl SessionFs {
                 passthrough: backing.is_some(),
                 caller,
                 sealed: None,
-            })));
+            }))));
             return Ok(Opened {
                 fh,
                 backing,
@@ -1228,7 +1228,7 @@ impl SessionFs {
         let backing = self.backing(writer.file())?;
         let baseline = Stamp::of_file(writer.file());
         lock(&self.cached_versions).remove(&ino);
-        let fh = self.insert_handle(Handle::Checkpoint(Mutex::new(CheckpointHandle {
+        let fh = self.insert_handle(Handle::Checkpoint(Box::new(Mutex::new(CheckpointHandle {
             storage,
             reader: None,
             writable: true,
@@ -1239,7 +1239,7 @@ impl SessionFs {
             passthrough: passthrough && backing.is_some(),
             caller,
             sealed: None,
-        })));
+        }))));
         Ok(Opened {
             fh,
             backing,
