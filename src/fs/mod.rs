@@ -1194,18 +1194,19 @@ impl SessionFs {
                 }
                 None => false,
             };
-            let fh = self.insert_handle(Handle::Checkpoint(Box::new(Mutex::new(CheckpointHandle {
-                storage,
-                reader,
-                writable: false,
-                writer: None,
-                truncate_pending: false,
-                dirty: false,
-                baseline: None,
-                passthrough: backing.is_some(),
-                caller,
-                sealed: None,
-            }))));
+            let fh =
+                self.insert_handle(Handle::Checkpoint(Box::new(Mutex::new(CheckpointHandle {
+                    storage,
+                    reader,
+                    writable: false,
+                    writer: None,
+                    truncate_pending: false,
+                    dirty: false,
+                    baseline: None,
+                    passthrough: backing.is_some(),
+                    caller,
+                    sealed: None,
+                }))));
             return Ok(Opened {
                 fh,
                 backing,
