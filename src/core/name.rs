@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn timestamps_are_utc_in_plainbox_format() {
         assert_eq!(utc_timestamp(UNIX_EPOCH), "1970-01-01T00.00.00");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_222_923); // 2026-11-22T01:02:03Z
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_309_323); // 2026-11-22T01:02:03Z
         assert_eq!(utc_timestamp(t), "2026-11-22T01.02.03");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(utc_timestamp(leap), "2000-02-29T00.00.00");

@@ -72,6 +72,10 @@ impl Repository {
     pub fn default_location() -> PathBuf {
         if let Some(dir) = std::env::var_os("PLAINBOX_SESSION_REPOSITORY") {
             let dir = PathBuf::from(dir);
+            // Set but empty: plainbox's abspath('') is the current directory.
+            if dir.as_os_str().is_empty() {
+                return std::env::current_dir().unwrap_or(dir);
+            }
             return std::path::absolute(&dir).unwrap_or(dir);
         }
         let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -384,12 +388,18 @@ impl Repository {
     pub fn delete_older_than(&self, age: Duration) -> Result<Vec<Storage>> {
         let mut deleted = Vec::new();
         for entry in self.older_than(age)? {
-            if entry.storage.lock_state()? == super::storage::LockState::Held {
-                log::info!(
-                    "keeping {}: a checkpoint is being written",
-                    entry.storage.location().display()
-                );
-                continue;
+            match entry.storage.lock_state() {
+                Ok(super::storage::LockState::Held) => {
+                    log::info!(
+                        "keeping {}: a checkpoint is being written",
+                        entry.storage.location().display()
+                    );
+                    continue;
+                }
+                Ok(_) => {}
+                // Removed since the listing (by another cleanup, say).
+                Err(Error::NoSuchSession { .. }) => continue,
+                Err(e) => return Err(e),
             }
             match entry.storage.remove() {
                 Ok(()) => deleted.push(entry.storage),

@@ -36,6 +36,10 @@ pub const SESSION_NEXT_FILE: &str = "session.next";
 pub const WELL_KNOWN_DIRS: [&str; 1] = ["io-logs"];
 
 const DEFAULT_MODE: u32 = 0o644;
+/// How long a new writer waits for someone looking at its fresh lock to let
+/// go of it (at most `FLOCK_TRIES` × `FLOCK_RETRY_DELAY`).
+const FLOCK_TRIES: u32 = 1000;
+const FLOCK_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Where a new checkpoint starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,7 +383,7 @@ impl CheckpointWriter {
             _ => Error::io(Op::CreateCheckpoint, &path, e),
         })?;
         let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io(Op::Stat, &path, e))?;
-        let mut writer = CheckpointWriter {
+        let writer = CheckpointWriter {
             storage: storage.clone(),
             dir,
             file: File::from(fd),
@@ -387,16 +391,25 @@ impl CheckpointWriter {
             ino: st.st_ino,
             finished: false,
         };
-        match sys::try_flock_exclusive(writer.file.as_fd()) {
-            Ok(sys::TryLock::Acquired) => Ok(writer),
-            // Someone broke our fresh lock and a new writer took its place
-            // between our create and our flock: the file is not ours.
-            Ok(sys::TryLock::HeldByOther) => {
-                writer.finished = true;
-                Err(Error::LockLost { path })
+        // Between our create and our flock, whoever holds a flock on *our*
+        // inode is one who looks at the lock (`lock_state`, `break_lock`) and
+        // lets go at once: wait for it rather than fail. On any error below,
+        // dropping the writer removes `session.next` if it is still ours.
+        let mut tries = 0;
+        loop {
+            match sys::try_flock_exclusive(writer.file.as_fd()) {
+                Ok(sys::TryLock::Acquired) => break,
+                Ok(sys::TryLock::HeldByOther) if tries < FLOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(FLOCK_RETRY_DELAY);
+                }
+                Ok(sys::TryLock::HeldByOther) => return Err(Error::Locked { path }),
+                Err(e) => return Err(Error::io(Op::LockCheckpoint, path, e)),
             }
-            Err(e) => Err(Error::io(Op::LockCheckpoint, path, e)),
         }
+        // A break-lock may have removed our file while it held the flock.
+        writer.verify_own_lock()?;
+        Ok(writer)
     }
 
     fn begin(storage: Storage, dir: OwnedFd, opts: BeginOptions) -> Result<CheckpointWriter> {
@@ -432,10 +445,8 @@ impl CheckpointWriter {
                 if root && (st.st_uid != 0 || st.st_gid != 0) {
                     sys::fchown(self.file.as_fd(), st.st_uid, st.st_gid).map_err(err)?;
                 }
-                let mode = st.st_mode & 0o7777;
-                if mode != DEFAULT_MODE {
-                    sys::fchmod(self.file.as_fd(), mode).map_err(err)?;
-                }
+                // Always: the new file's mode is DEFAULT_MODE less the umask.
+                sys::fchmod(self.file.as_fd(), st.st_mode & 0o7777).map_err(err)?;
             }
             None => {
                 if let (true, Some((uid, gid))) = (root, owner)
@@ -593,9 +604,10 @@ impl CheckpointWriter {
             {
                 sys::fchown(tmp.as_fd(), st.st_uid, st.st_gid)
                     .map_err(|e| Error::io(Op::SetOwnerAndMode, &tmp_path, e))?;
-                sys::fchmod(tmp.as_fd(), mode)
-                    .map_err(|e| Error::io(Op::SetOwnerAndMode, &tmp_path, e))?;
             }
+            // Always: the umask applied when the copy was created.
+            sys::fchmod(tmp.as_fd(), mode)
+                .map_err(|e| Error::io(Op::SetOwnerAndMode, &tmp_path, e))?;
             let mut src = &self.file;
             let mut dst = &tmp;
             // io::copy on a &File starts at the cursor: read from offset 0.
