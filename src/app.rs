@@ -6,10 +6,10 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::cli::{Cli, Command, CreateArgs, GcArgs, MountArgs};
-use crate::core::{self, BeginOptions, LockState, Repository, Start, Storage};
+use crate::core::{self, BeginOptions, Repository, Start, Storage};
 use crate::exit_codes;
 use crate::mount::{self as mounting, MountConfig, MountError, Unmounted};
 
@@ -81,19 +81,35 @@ pub fn repository(cli: &Cli) -> Repository {
 pub fn run(cli: Cli) -> Result<(), AppError> {
     let repo = repository(&cli);
     log::info!("session repository: {}", repo.location().display());
-    if !matches!(cli.command, Command::Unmount { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Unmount { .. } | Command::Completions { .. } | Command::Man { .. }
+    ) {
         repo.check()?;
     }
     match cli.command {
-        Command::List => list(&repo),
+        Command::List(args) => crate::list::run(&repo, &args),
         Command::Create(args) => create(&repo, &args),
-        Command::Cat { id } => cat(&repo, &id),
+        Command::Cat { id, decode: false } => cat(&repo, &id),
+        Command::Cat { id, decode: true } => crate::decode::cat_decoded(&repo, &id),
         Command::Checkpoint { id, file } => checkpoint(&repo, &id, file),
         Command::Remove { ids } => remove(&repo, &ids),
         Command::BreakLock { id, force } => break_lock(&repo, &id, force),
         Command::Gc(args) => gc(&repo, &args),
         Command::Mount(args) => mount(repo, args),
         Command::Unmount { mountpoint } => unmount(&mountpoint),
+        Command::Completions { shell } => {
+            ignore_broken_pipe(crate::docs::completions(shell, &mut io::stdout().lock()))
+        }
+        Command::Man { out_dir: None } => {
+            ignore_broken_pipe(crate::docs::man_page(&mut io::stdout().lock()))
+        }
+        Command::Man { out_dir: Some(dir) } => crate::docs::man_pages(&dir).map_err(|e| {
+            AppError::Other(format!(
+                "cannot write manual pages into {}: {e}",
+                dir.display()
+            ))
+        }),
     }
 }
 
@@ -101,65 +117,11 @@ fn out_err(e: io::Error) -> AppError {
     AppError::Output(e)
 }
 
-fn list(repo: &Repository) -> Result<(), AppError> {
-    let entries = repo.list()?;
-    let last = repo.last_session()?;
-    let now = SystemTime::now();
-    let mut rows = vec![[
-        "ID".to_string(),
-        "AGE".to_string(),
-        "SIZE".to_string(),
-        "LOCKED".to_string(),
-        "LAST".to_string(),
-    ]];
-    for entry in &entries {
-        let storage = &entry.storage;
-        // A session removed while we list is simply not shown.
-        let info = match storage.checkpoint_info() {
-            Ok(info) => info,
-            Err(core::Error::NoSuchSession { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let locked = match storage.lock_state() {
-            Ok(LockState::Unlocked) => "-",
-            Ok(LockState::Held) => "writing",
-            Ok(LockState::Stale) => "stale",
-            Err(core::Error::NoSuchSession { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let is_last = last.as_ref().is_some_and(|l| l.name() == storage.name());
-        rows.push([
-            storage.id().to_string_lossy().into_owned(),
-            human_age(now.duration_since(entry.modified).unwrap_or_default()),
-            info.map_or_else(|| "-".to_string(), |i| human_size(i.size)),
-            locked.to_string(),
-            if is_last { "yes" } else { "-" }.to_string(),
-        ]);
+fn ignore_broken_pipe(r: io::Result<()>) -> Result<(), AppError> {
+    match r {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(out_err(e)),
+        _ => Ok(()),
     }
-    let mut widths = [0usize; 5];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    for row in &rows {
-        let line = format!(
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:<w3$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-        );
-        writeln!(out, "{}", line.trim_end()).map_err(out_err)?;
-    }
-    Ok(())
 }
 
 /// `3s`, `5m`, `2h`, `4d`.
@@ -354,7 +316,9 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), AppError> {
             "auto_unmount" => args.auto_unmount = true,
             "no_passthrough" => args.no_passthrough = true,
             other => {
-                if let Some(n) = other.strip_prefix("threads=") {
+                if let Some(path) = other.strip_prefix("log_file=") {
+                    args.log_file = Some(PathBuf::from(path));
+                } else if let Some(n) = other.strip_prefix("threads=") {
                     args.threads = n.parse().map_err(|_| {
                         AppError::Other(format!(
                             "invalid mount option {other:?}: threads takes a number"
@@ -363,7 +327,7 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), AppError> {
                 } else {
                     return Err(AppError::Other(format!(
                         "unknown mount option {other:?} (known: ro, rw, allow_other, auto_unmount, \
-                         default_permissions, threads=N, no_passthrough)"
+                         default_permissions, threads=N, no_passthrough, log_file=PATH)"
                     )));
                 }
             }

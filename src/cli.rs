@@ -34,14 +34,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the sessions, youngest first
-    List,
+    /// List the sessions: a table, or JSON for scripts
+    List(crate::list::ListArgs),
     /// Create a new session and print its id
     Create(CreateArgs),
     /// Write a session's last checkpoint to standard output
     Cat {
         /// The session id (the directory name without `.session`)
         id: OsString,
+        /// Decompress and pretty-print a gzip+JSON (or JSON) checkpoint, as
+        /// `session.json` shows it in the mount
+        #[arg(long)]
+        decode: bool,
     },
     /// Save a checkpoint atomically from a file or standard input
     Checkpoint {
@@ -67,11 +71,23 @@ pub enum Command {
     /// Remove the sessions not modified for a while
     Gc(GcArgs),
     /// Mount the repository as a filesystem (returns once it is ready)
+    #[command(after_long_help = crate::helper::MOUNT_HELP)]
     Mount(MountArgs),
     /// Unmount a sessionfs mount (also one left dead by a stopped daemon)
     Unmount {
         /// The mount point
         mountpoint: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command
+    Man {
+        /// Write sessionfs.1 and sessionfs-COMMAND.1 into this directory
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 

@@ -8,6 +8,10 @@
 pub mod app;
 pub mod cli;
 pub mod core;
+pub mod decode;
+pub mod docs;
 pub mod exit_codes;
 pub mod fs;
+pub mod helper;
+pub mod list;
 pub mod mount;

@@ -5,7 +5,22 @@ use clap::Parser;
 use sessionfs::{app, cli::Cli, exit_codes};
 
 fn main() {
-    let cli = Cli::parse();
+    // Started by mount(8) as /sbin/mount.fuse.sessionfs, or by fuse(8) as
+    // `sessionfs REPO MOUNTPOINT -o OPTS`: run `sessionfs mount` instead.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match sessionfs::helper::rewrite(&args) {
+        None => {}
+        Some(Ok(args)) => {
+            let e = sessionfs::helper::exec(args);
+            eprintln!("sessionfs: error: cannot run sessionfs mount: {e}");
+            std::process::exit(exit_codes::FAILURE);
+        }
+        Some(Err(usage)) => {
+            eprintln!("sessionfs: error: {usage}");
+            std::process::exit(exit_codes::USAGE);
+        }
+    }
+    let cli = Cli::parse_from(args);
     // A mount daemon reports its choices and refusals at info.
     let quiet = if matches!(&cli.command, sessionfs::cli::Command::Mount(m) if m.foreground) {
         "info"

@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod inode;
+mod view;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -211,8 +212,13 @@ impl CheckpointHandle {
 #[derive(Debug)]
 enum Handle {
     Checkpoint(Box<Mutex<CheckpointHandle>>),
-    File { file: File, path: PathBuf },
+    File {
+        file: File,
+        path: PathBuf,
+    },
     Dir(Vec<DirEntry>),
+    /// An open of the decoded view `session.json` (see [`view`]).
+    View(Arc<Vec<u8>>),
 }
 
 /// The filesystem.
@@ -231,6 +237,8 @@ pub struct SessionFs {
     /// The version of each `session` file the page cache was last filled
     /// from (daemon-served reads only).
     cached_versions: Mutex<HashMap<u64, Stamp>>,
+    /// What is known of each session's decoded view `session.json`.
+    views: view::Views,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,6 +298,7 @@ impl SessionFs {
             next_fh: AtomicU64::new(1),
             pending_links: Mutex::new(HashMap::new()),
             cached_versions: Mutex::new(HashMap::new()),
+            views: view::Views::default(),
         })
     }
 
@@ -439,6 +448,10 @@ impl SessionFs {
                         st.st_nlink = 1;
                         Ok(st)
                     }
+                    // The decoded view of the checkpoint, when it decodes.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && Self::is_view(key) => {
+                        self.view_stat(s, parent.as_fd())?.ok_or(FsError::NotFound)
+                    }
                     Err(e) => Err(FsError::io("stat", self.path_of(key), e)),
                 }
             }
@@ -562,6 +575,7 @@ impl SessionFs {
     ) -> FsResult<Attr> {
         let key = self.key(ino)?;
         self.check_writable("setattr", &key)?;
+        self.refuse_view_change("setattr", &key)?;
         if let Some(size) = set.size {
             self.truncate(ino, &key, fh, size, caller)?;
         }
@@ -644,7 +658,7 @@ impl SessionFs {
                     return sys::ftruncate(file.as_fd(), size)
                         .map_err(|e| FsError::io("truncate", path, e));
                 }
-                Handle::Dir(_) => {}
+                Handle::Dir(_) | Handle::View(_) => {}
             }
         }
         match key {
@@ -743,6 +757,14 @@ impl SessionFs {
             }
             if matches!(key, NodeKey::Session(_)) && !has_checkpoint {
                 found.push((SESSION_FILE.into(), Kind::File));
+            }
+            // The decoded view comes first, so that `rm -r` (which removes
+            // in listing order) meets it while `session` still exists.
+            if let NodeKey::Session(s) = &key
+                && !found.iter().any(|(n, _)| n == crate::decode::VIEW_NAME)
+                && self.view_listed(s, dir.as_fd())
+            {
+                found.insert(0, (crate::decode::VIEW_NAME.into(), Kind::File));
             }
             let mut table = lock(&self.inodes);
             for (name, kind) in found {
@@ -895,6 +917,8 @@ impl SessionFs {
                 // A session without a checkpoint shows an empty `session`;
                 // removing it (as `rm -r` does) is already done.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && Self::is_checkpoint(&key) => {}
+                // Likewise the decoded view: `rm -r` of a session must work.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && Self::is_view(&key) => {}
                 Err(e) => return Err(FsError::io("unlink", self.path_of(&key), e)),
             }
         }
@@ -1054,6 +1078,12 @@ impl SessionFs {
                 libc::EPERM,
             );
         }
+        if self.is_virtual_view(&from) {
+            return refuse(
+                "session.json is a read-only view of the decoded checkpoint (copy it instead)",
+                libc::EPERM,
+            );
+        }
         if Self::is_checkpoint(&from) {
             return refuse(
                 "the checkpoint can only be replaced by a commit (copy it instead)",
@@ -1121,6 +1151,11 @@ impl SessionFs {
         }
         if Self::is_checkpoint(&key) {
             return self.open_checkpoint(ino, &key, flags, caller);
+        }
+        if Self::is_view(&key)
+            && let Some(opened) = self.open_view(&key, flags)?
+        {
+            return Ok(opened);
         }
         match &key {
             NodeKey::Child(s, rel) => {
@@ -1357,6 +1392,7 @@ impl SessionFs {
             }
             Handle::File { file, path } => sys::pread_full(file.as_fd(), &mut buf, offset)
                 .map_err(|e| FsError::io("read", path, e))?,
+            Handle::View(data) => view::read_view(data, &mut buf, offset),
             Handle::Dir(_) => return Err(FsError::BadHandle),
         };
         buf.truncate(n);
@@ -1379,7 +1415,7 @@ impl SessionFs {
                 sys::pwrite_all(file.as_fd(), data, offset)
                     .map_err(|e| FsError::io("write", path, e))?;
             }
-            Handle::Dir(_) => return Err(FsError::BadHandle),
+            Handle::Dir(_) | Handle::View(_) => return Err(FsError::BadHandle),
         }
         Ok(data.len() as u32)
     }
@@ -1505,7 +1541,7 @@ impl SessionFs {
             Handle::File { file, path } => {
                 sys::fsync(file.as_fd()).map_err(|e| FsError::io("fsync", path, e))
             }
-            Handle::Dir(_) => Ok(()),
+            Handle::Dir(_) | Handle::View(_) => Ok(()),
         }
     }
 

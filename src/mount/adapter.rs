@@ -189,6 +189,9 @@ impl Adapter {
         if opened.keep_cache {
             flags |= FopenFlags::FOPEN_KEEP_CACHE;
         }
+        if self.fs.direct_io(opened.fh) {
+            flags |= FopenFlags::FOPEN_DIRECT_IO;
+        }
         if let Some(file) = &opened.backing {
             match self.choose_backing(op, ino, opened.fh, file, |f| reply.open_backing(f)) {
                 BackingChoice::Use(id) => {
