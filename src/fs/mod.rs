@@ -170,6 +170,12 @@ impl Stamp {
     fn of_file(file: &File) -> Option<Stamp> {
         sys::fstat(file.as_fd()).ok().map(|st| Stamp::of(&st))
     }
+
+    /// The same data: size and mtime. The ctime also changes when the file
+    /// is only renamed or unlinked (replaced by a newer checkpoint).
+    fn same_data(&self, other: &Stamp) -> bool {
+        self.size == other.size && self.mtime == other.mtime
+    }
 }
 
 /// An open `session` file.
@@ -209,6 +215,51 @@ impl CheckpointHandle {
     }
 }
 
+/// The inodes of `session` files. A lookup of `session` gets the inode of
+/// the last lookup back only when the same process made that lookup,
+/// nothing has the inode open, and the committed file is the same version
+/// (so `stat` then `open`, as `cp` and `tar` do, see one inode); otherwise
+/// a fresh inode, so every open version and every checkpoint being written
+/// has a page cache and a passthrough backing file of its own (the kernel
+/// wants one backing file for all passthrough opens of an inode), even
+/// when two processes look it up at once.
+#[derive(Debug, Default)]
+struct CheckpointInodes {
+    by_ino: HashMap<u64, CheckpointInode>,
+    ino_of_fh: HashMap<u64, u64>,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointInode {
+    /// The committed file when the inode was looked up (`None`: unknown).
+    stamp: Option<Stamp>,
+    /// The handles open on the inode, oldest first.
+    handles: Vec<u64>,
+    /// The process (thread) that looked it up last; 0: unknown.
+    pid: u32,
+}
+
+impl CheckpointInodes {
+    fn reusable(&self, ino: u64, stamp: &Stamp, pid: u32) -> bool {
+        self.by_ino.get(&ino).is_some_and(|c| {
+            pid != 0 && c.pid == pid && c.handles.is_empty() && c.stamp.as_ref() == Some(stamp)
+        })
+    }
+
+    fn opened(&mut self, ino: u64, fh: u64) {
+        self.by_ino.entry(ino).or_default().handles.push(fh);
+        self.ino_of_fh.insert(fh, ino);
+    }
+
+    /// The handle is gone; returns its inode when nothing else has it open.
+    fn closed(&mut self, fh: u64) -> Option<u64> {
+        let ino = self.ino_of_fh.remove(&fh)?;
+        let c = self.by_ino.get_mut(&ino)?;
+        c.handles.retain(|&h| h != fh);
+        c.handles.is_empty().then_some(ino)
+    }
+}
+
 #[derive(Debug)]
 enum Handle {
     Checkpoint(Box<Mutex<CheckpointHandle>>),
@@ -237,6 +288,9 @@ pub struct SessionFs {
     /// The version of each `session` file the page cache was last filled
     /// from (daemon-served reads only).
     cached_versions: Mutex<HashMap<u64, Stamp>>,
+    /// The `session` inodes the kernel holds: which version each stands
+    /// for and which handles are open on it.
+    checkpoint_inodes: Mutex<CheckpointInodes>,
     /// What is known of each session's decoded view `session.json`.
     views: view::Views,
 }
@@ -250,15 +304,40 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `/proc/PID/stat` shows PF_EXITING (0x4) in field 9 and a signal number in
 /// the low 7 bits of field 52 (`exit_code`). A normal exit shows
 /// `status << 8` there.
+///
+/// The file is read on a helper thread, and a process whose file does not
+/// answer within [`PROC_STAT_WAIT`] is taken as alive: on kernels whose
+/// procfs takes `exec_update_lock` to show `/proc/PID/stat`, a process
+/// inside `execve()` that is closing a close-on-exec descriptor of this
+/// mount waits for this very flush while holding that lock, and a plain
+/// read would deadlock both (the process stuck in D state for good). A
+/// process in the middle of an exec is not dying.
 pub fn dying_from_signal(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("proc-stat".into())
+        .spawn(move || {
+            let _ = tx.send(std::fs::read(format!("/proc/{pid}/stat")));
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot check whether process {pid} is dying ({e}): taking it as alive");
         return false;
-    };
-    parse_signal_death(&stat)
+    }
+    match rx.recv_timeout(PROC_STAT_WAIT) {
+        Ok(Ok(stat)) => parse_signal_death(&stat),
+        Ok(Err(_)) => false,
+        Err(_) => {
+            log::debug!("/proc/{pid}/stat does not answer (the process is in execve): alive");
+            false
+        }
+    }
 }
+
+/// How long a flush waits for `/proc/PID/stat` of the closing process.
+const PROC_STAT_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn parse_signal_death(stat: &[u8]) -> bool {
     // The command name (field 2) may contain spaces and parentheses: the
@@ -298,6 +377,7 @@ impl SessionFs {
             next_fh: AtomicU64::new(1),
             pending_links: Mutex::new(HashMap::new()),
             cached_versions: Mutex::new(HashMap::new()),
+            checkpoint_inodes: Mutex::new(CheckpointInodes::default()),
             views: view::Views::default(),
         })
     }
@@ -433,6 +513,17 @@ impl SessionFs {
             NodeKey::Child(s, rel) => {
                 let (parent, name) = self.parent_of(s, rel)?;
                 match sys::lstatat(parent.as_fd(), &name) {
+                    // A `session` that is not a regular file (a planted
+                    // symlink) shows as an unreadable file: as a symlink,
+                    // the kernel would follow it out of the repository.
+                    // Opening it fails in the core; a write replaces it.
+                    Ok(mut st) if Self::is_checkpoint(key) && !sys::is_reg(&st) => {
+                        st.st_mode = libc::S_IFREG;
+                        st.st_size = 0;
+                        st.st_blocks = 0;
+                        st.st_nlink = 1;
+                        Ok(st)
+                    }
                     Ok(st) => Ok(st),
                     // A session without a checkpoint shows an empty
                     // `session`, as the core loads it.
@@ -499,6 +590,11 @@ impl SessionFs {
     // ----- lookups and attributes -------------------------------------
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Attr> {
+        self.lookup_by(parent, name, 0)
+    }
+
+    /// A lookup made by process (thread) `pid` (0: unknown).
+    pub fn lookup_by(&self, parent: u64, name: &OsStr, pid: u32) -> FsResult<Attr> {
         let pkey = self.key(parent)?;
         if pkey == NodeKey::Root && name == LAST_SESSION_LINK {
             return self.last_session_attr();
@@ -510,7 +606,23 @@ impl SessionFs {
         let st = self.stat_key(&key)?;
         let mut table = lock(&self.inodes);
         let ino = if Self::is_checkpoint(&key) {
-            table.intern_fresh(key)
+            let stamp = Stamp::of(&st);
+            let mut known = lock(&self.checkpoint_inodes);
+            match table.find(&key) {
+                Some(ino) if known.reusable(ino, &stamp, pid) => table.intern(key, true),
+                _ => {
+                    let ino = table.intern_fresh(key);
+                    known.by_ino.insert(
+                        ino,
+                        CheckpointInode {
+                            stamp: Some(stamp),
+                            handles: Vec::new(),
+                            pid,
+                        },
+                    );
+                    ino
+                }
+            }
         } else {
             table.intern(key, true)
         };
@@ -518,10 +630,37 @@ impl SessionFs {
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        lock(&self.inodes).forget(ino, n);
+        let mut table = lock(&self.inodes);
+        table.forget(ino, n);
+        if table.key(ino).is_none() {
+            let mut known = lock(&self.checkpoint_inodes);
+            if known.by_ino.get(&ino).is_some_and(|c| c.handles.is_empty()) {
+                known.by_ino.remove(&ino);
+            }
+        }
     }
 
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
+        // A `session` inode open for writing stands for the checkpoint being
+        // written, one open for reading for the version it reads (fstat
+        // reaches here without a handle).
+        let fh = fh.or_else(|| {
+            let handles = lock(&self.checkpoint_inodes)
+                .by_ino
+                .get(&ino)?
+                .handles
+                .clone();
+            handles
+                .iter()
+                .rev()
+                .find(|&&fh| {
+                    self.handle(fh).is_some_and(
+                        |h| matches!(h.as_ref(), Handle::Checkpoint(c) if lock(c).writer.is_some()),
+                    )
+                })
+                .or(handles.first())
+                .copied()
+        });
         if let Some(fh) = fh
             && let Some(handle) = self.handle(fh)
             && let Handle::Checkpoint(h) = handle.as_ref()
@@ -530,6 +669,11 @@ impl SessionFs {
             if let Some(writer) = &h.writer {
                 let st = sys::fstat(writer.file().as_fd())
                     .map_err(|e| FsError::io("stat", writer.storage().location(), e))?;
+                return Ok(Attr::from_stat(ino, &st));
+            }
+            if let Some(reader) = &h.reader {
+                let st = sys::fstat(reader.as_fd())
+                    .map_err(|e| FsError::io("stat", h.storage.location().join(SESSION_FILE), e))?;
                 return Ok(Attr::from_stat(ino, &st));
             }
         }
@@ -752,6 +896,9 @@ impl SessionFs {
                 };
                 if matches!(key, NodeKey::Session(_)) && name == SESSION_FILE {
                     has_checkpoint = true;
+                    // Always a file in the mount (see stat_key).
+                    found.push((name, Kind::File));
+                    continue;
                 }
                 found.push((name, Attr::from_stat(0, &st).kind));
             }
@@ -805,13 +952,22 @@ impl SessionFs {
         self.check_writable("mkdir", &key)?;
         match &pkey {
             NodeKey::Root => {
-                let sname = SessionName::new(name).map_err(|_| {
-                    FsError::refused(
-                        "mkdir",
-                        self.path_of(&key),
-                        "only NAME.session directories can be made here (a session)",
-                        libc::EINVAL,
-                    )
+                let sname = SessionName::new(name).map_err(|e| {
+                    if e.errno() == libc::ENAMETOOLONG {
+                        FsError::refused(
+                            "mkdir",
+                            self.path_of(&key),
+                            "a session name is at most 255 bytes",
+                            libc::ENAMETOOLONG,
+                        )
+                    } else {
+                        FsError::refused(
+                            "mkdir",
+                            self.path_of(&key),
+                            "only NAME.session directories can be made here (a session)",
+                            libc::EINVAL,
+                        )
+                    }
                 })?;
                 sys::mkdirat(self.repo_fd(), name, mode & 0o7777)
                     .map_err(|e| FsError::io("create session", self.path_of(&key), e))?;
@@ -1242,6 +1398,7 @@ impl SessionFs {
                     caller,
                     sealed: None,
                 }))));
+            lock(&self.checkpoint_inodes).opened(ino, fh);
             return Ok(Opened {
                 fh,
                 backing,
@@ -1276,6 +1433,7 @@ impl SessionFs {
             caller,
             sealed: None,
         }))));
+        lock(&self.checkpoint_inodes).opened(ino, fh);
         Ok(Opened {
             fh,
             backing,
@@ -1429,10 +1587,17 @@ impl SessionFs {
         };
         let mut h = lock(h);
         if h.writer.is_none() {
-            if dying_from_signal(pid) {
+            // Only a passthrough handle that committed can have more to
+            // commit; the /proc check is not free (see dying_from_signal).
+            if h.sealed.is_none() || dying_from_signal(pid) {
                 return Ok(());
             }
             return self.recommit_sealed(&mut h);
+        }
+        // Nothing written and no O_TRUNC: nothing to commit or discard
+        // (release drops the lock of an untouched checkpoint).
+        if !h.changed() {
+            return Ok(());
         }
         if dying_from_signal(pid) {
             let location = h.storage.location();
@@ -1488,7 +1653,13 @@ impl SessionFs {
         let Some((file, stamp)) = &h.sealed else {
             return Ok(());
         };
-        if Stamp::of_file(file) == *stamp {
+        // Only data written into it counts: once a newer checkpoint has
+        // replaced it, its ctime changes too, and committing it again
+        // would bring the old checkpoint back.
+        let written = Stamp::of_file(file)
+            .zip(*stamp)
+            .is_some_and(|(now, then)| !now.same_data(&then));
+        if !written {
             return Ok(());
         }
         log::warn!(
@@ -1552,6 +1723,13 @@ impl SessionFs {
         let Some(handle) = lock(&self.handles).remove(&fh) else {
             return Err(FsError::BadHandle);
         };
+        let unused = lock(&self.checkpoint_inodes).closed(fh);
+        // Forgotten by the kernel before this release was answered.
+        if let Some(ino) = unused
+            && lock(&self.inodes).key(ino).is_none()
+        {
+            lock(&self.checkpoint_inodes).by_ino.remove(&ino);
+        }
         let Handle::Checkpoint(h) = handle.as_ref() else {
             return Ok(());
         };

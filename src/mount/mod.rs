@@ -320,11 +320,59 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
     }
     match worker.join() {
         Ok(Ok(())) => Ok(()),
+        // When the last open file of a detached (lazily unmounted) mount is
+        // closed, the kernel tears the connection down, and the session's
+        // read may say ECONNABORTED rather than ENODEV: a clean end too,
+        // once the mount is gone.
+        Ok(Err(e))
+            if e.raw_os_error() == Some(libc::ECONNABORTED)
+                && !listed_as_mounted(&config.mountpoint) =>
+        {
+            log::info!(
+                "{}: the kernel closed the connection of the unmounted filesystem",
+                config.mountpoint.display()
+            );
+            Ok(())
+        }
         Ok(Err(e)) => Err(MountError::Daemon(format!("the FUSE session failed: {e}"))),
         Err(_) => Err(MountError::Daemon(
             "the FUSE session thread panicked".to_string(),
         )),
     }
+}
+
+/// Whether `path` is still a mount point in this process's namespace.
+fn listed_as_mounted(path: &Path) -> bool {
+    // mountinfo shows resolved paths, with ' ', '\t', '\n' and '\\' as
+    // octal escapes; the mount point itself may be dead, so resolve its
+    // parent only.
+    let path = match (path.parent().map(Path::canonicalize), path.file_name()) {
+        (Some(Ok(parent)), Some(name)) => parent.join(name),
+        _ => path.to_path_buf(),
+    };
+    let unescape = |field: &str| {
+        let b = field.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let octal = b
+                .get(i + 1..i + 4)
+                .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            if let Some(d) = octal {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        out
+    };
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|mp| unescape(mp) == path.as_os_str().as_bytes())
+    })
 }
 
 fn umount2(path: &Path, flags: i32) -> io::Result<()> {

@@ -1,1 +1,2 @@
+pub mod mount;
 pub mod repo;

@@ -1,0 +1,33 @@
+//! The smallest end-to-end check: mount, write a checkpoint with the shell,
+//! read it back through the mount and the repository.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::mount::Mounted;
+
+#[test]
+fn echo_and_cat_through_the_mount() {
+    let m = Mounted::start(&[]);
+    fs::create_dir(m.path("demo.session")).expect("mkdir a session");
+    assert!(m.repo_path("demo.session/io-logs").is_dir());
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("echo hello > \"$1\"/demo.session/session")
+        .arg("sh")
+        .arg(&m.mountpoint)
+        .status()
+        .expect("run sh");
+    assert!(status.success());
+    assert_eq!(
+        fs::read(m.path("demo.session/session")).unwrap(),
+        b"hello\n"
+    );
+    assert_eq!(
+        fs::read(m.repo_path("demo.session/session")).unwrap(),
+        b"hello\n"
+    );
+    assert!(!m.repo_path("demo.session/session.next").exists());
+}
