@@ -11,7 +11,7 @@ pub mod adapter;
 
 use std::ffi::{CString, OsString};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
@@ -165,9 +165,11 @@ fn spawn_daemon(config: &MountConfig) -> Result<(), MountError> {
         .spawn()
         .map_err(|e| MountError::Daemon(format!("cannot start the daemon: {e}")))?;
     drop(write_end);
+    // One line: "ready", or "error: …". EOF without it means the daemon
+    // died first.
     let mut report = String::new();
-    let mut reader = std::fs::File::from(read_end);
-    let _ = reader.read_to_string(&mut report);
+    let mut reader = io::BufReader::new(std::fs::File::from(read_end));
+    let _ = io::BufRead::read_line(&mut reader, &mut report);
     if report.starts_with("ready") {
         log::info!(
             "mounted {} on {} (daemon pid {})",
@@ -251,6 +253,13 @@ fn run_foreground(config: MountConfig) -> Result<(), MountError> {
 }
 
 fn serve(config: &MountConfig) -> Result<(), MountError> {
+    if let Some(fd) = config.ready_fd {
+        // Helpers this process starts (fusermount3 for --auto-unmount stays
+        // running) must not hold the readiness pipe open.
+        // SAFETY: F_SETFD on a descriptor number has no memory effects; a
+        // bad number just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     // Block the stop signals in every thread (fuser's threads inherit the
     // mask); the main thread takes them with sigwait.
     let signals = signal_set(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1]);
