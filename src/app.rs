@@ -80,7 +80,7 @@ pub fn repository(cli: &Cli) -> Repository {
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<(), AppError> {
     let repo = repository(&cli);
-    log::debug!("session repository: {}", repo.location().display());
+    log::info!("session repository: {}", repo.location().display());
     if !matches!(
         cli.command,
         Command::Unmount { .. } | Command::Completions { .. } | Command::Man { .. }
