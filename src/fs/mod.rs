@@ -204,6 +204,11 @@ struct CheckpointHandle {
     /// commit tells whether that happened, so they can be committed
     /// properly at the next flush, fsync or release.
     sealed: Option<(File, Option<Stamp>)>,
+    /// A write into the checkpoint in progress failed (or, with
+    /// passthrough, the disk was found full before a commit): the
+    /// checkpoint was aborted, further writes fail, and the next flush
+    /// reports this errno instead of committing a partial file.
+    failed: Option<i32>,
 }
 
 impl CheckpointHandle {
@@ -792,8 +797,13 @@ impl SessionFs {
                 Handle::Checkpoint(h) => {
                     let mut h = lock(h);
                     if h.writable {
+                        if let Some(e) = h.failed {
+                            return Err(failed_error(&h, e));
+                        }
                         let writer = self.ensure_writer(&mut h)?;
-                        writer.set_len(size)?;
+                        if let Err(e) = writer.set_len(size) {
+                            return Err(poison(&mut h, e.into()));
+                        }
                         h.dirty = true;
                         return Ok(());
                     }
@@ -1397,6 +1407,7 @@ impl SessionFs {
                     passthrough: backing.is_some(),
                     caller,
                     sealed: None,
+                    failed: None,
                 }))));
             lock(&self.checkpoint_inodes).opened(ino, fh);
             return Ok(Opened {
@@ -1432,6 +1443,7 @@ impl SessionFs {
             passthrough: passthrough && backing.is_some(),
             caller,
             sealed: None,
+            failed: None,
         }))));
         lock(&self.checkpoint_inodes).opened(ino, fh);
         Ok(Opened {
@@ -1565,8 +1577,13 @@ impl SessionFs {
                 if !h.writable {
                     return Err(FsError::BadHandle);
                 }
+                if let Some(e) = h.failed {
+                    return Err(failed_error(&h, e));
+                }
                 let writer = self.ensure_writer(&mut h)?;
-                writer.write_at(data, offset)?;
+                if let Err(e) = writer.write_at(data, offset) {
+                    return Err(poison(&mut h, e.into()));
+                }
                 h.dirty = true;
             }
             Handle::File { file, path } => {
@@ -1586,6 +1603,9 @@ impl SessionFs {
             return Ok(());
         };
         let mut h = lock(h);
+        if let Some(e) = h.failed.take() {
+            return Err(failed_error(&h, e));
+        }
         if h.writer.is_none() {
             // Only a passthrough handle that committed can have more to
             // commit; the /proc check is not free (see dying_from_signal).
@@ -1628,6 +1648,12 @@ impl SessionFs {
     }
 
     fn commit_handle(&self, h: &mut CheckpointHandle) -> FsResult<()> {
+        if h.passthrough
+            && let Some(writer) = &h.writer
+            && let Err(e) = check_room(writer.file(), &writer.storage().location())
+        {
+            return Err(poison(h, e));
+        }
         let Some(writer) = h.writer.take() else {
             return Ok(());
         };
@@ -1692,6 +1718,9 @@ impl SessionFs {
         match handle.as_ref() {
             Handle::Checkpoint(h) => {
                 let mut h = lock(h);
+                if let Some(e) = h.failed {
+                    return Err(failed_error(&h, e));
+                }
                 if h.writer.is_none() {
                     return self.recommit_sealed(&mut h);
                 }
@@ -1699,6 +1728,10 @@ impl SessionFs {
                     return Ok(());
                 }
                 if h.passthrough {
+                    let writer = h.writer.as_ref().ok_or(FsError::BadHandle)?;
+                    if let Err(e) = check_room(writer.file(), &writer.storage().location()) {
+                        return Err(poison(&mut h, e));
+                    }
                     let writer = h.writer.as_ref().ok_or(FsError::BadHandle)?;
                     writer.commit_snapshot()?;
                     h.baseline = Stamp::of_file(writer.file());
@@ -1760,6 +1793,67 @@ impl SessionFs {
     /// Number of open handles (for tests and debugging).
     pub fn open_handles(&self) -> usize {
         lock(&self.handles).len()
+    }
+}
+
+/// Aborts the checkpoint in progress of a handle whose write failed (its
+/// file may hold a partial checkpoint) and remembers the errno for the next
+/// flush, which reports it instead of committing; returns `err`.
+fn poison(h: &mut CheckpointHandle, err: FsError) -> FsError {
+    h.failed = Some(err.errno());
+    h.dirty = false;
+    h.truncate_pending = false;
+    if let Some(writer) = h.writer.take()
+        && let Err(e) = writer.abort()
+    {
+        log::warn!("cannot abort a failed checkpoint: {e}");
+    }
+    log::warn!(
+        "{}: checkpoint aborted, it will not be committed: {err}",
+        h.storage.location().join(SESSION_FILE).display()
+    );
+    err
+}
+
+/// The error a poisoned handle reports.
+fn failed_error(h: &CheckpointHandle, errno: i32) -> FsError {
+    FsError::io(
+        "commit",
+        h.storage.location().join(SESSION_FILE),
+        std::io::Error::from_raw_os_error(errno),
+    )
+}
+
+/// With passthrough, writes go to the backing file without the daemon
+/// seeing them, so a write cut short by a full disk is invisible here.
+/// Before such a file is committed, check that its filesystem still has
+/// room for one more block past its end (allocated and given back at
+/// once): when it has not, a write may have failed part-way, and the
+/// partial checkpoint must not be committed.
+fn check_room(file: &File, dir: &Path) -> FsResult<()> {
+    let path = dir.join(SESSION_NEXT_FILE);
+    let st = sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", &path, e))?;
+    let block = st.st_blksize.max(512);
+    let end = (st.st_size + block - 1) / block * block;
+    // SAFETY: `file` is an open descriptor; fallocate takes no pointers.
+    let rc = unsafe {
+        libc::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            libc::FALLOC_FL_KEEP_SIZE,
+            end,
+            block,
+        )
+    };
+    if rc == 0 {
+        // Truncating to the same size frees the blocks past the end.
+        return sys::ftruncate(file.as_fd(), st.st_size as u64)
+            .map_err(|e| FsError::io("truncate", &path, e));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Err(FsError::io("commit", path, e)),
+        // A filesystem without fallocate: nothing to tell.
+        _ => Ok(()),
     }
 }
 

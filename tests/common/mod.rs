@@ -1,2 +1,3 @@
+pub mod fs_helpers;
 pub mod mount;
 pub mod repo;
