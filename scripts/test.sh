@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every sessionfs test. Installs what the tests need first:
-# - fuse3 (fusermount3, used by --auto-unmount) and xfsprogs (xfs_io, for the
-#   power-cut tests), from Debian's packages, when running as root;
+# - fuse3 (fusermount3, used by --auto-unmount), xfsprogs (xfs_io, for the
+#   power-cut tests) and strace (error injection in the fault tests), from
+#   Debian's packages, when running as root;
 # - Python's plainbox 0.38 in a venv (.venv-plainbox, or $PLAINBOX_VENV), the
 #   reference implementation the compatibility tests check against.
 # The mount tests need /dev/fuse: without it this script fails, it never
@@ -17,6 +18,7 @@ fi
 need_pkgs=()
 command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)
 command -v xfs_io >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
+command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "test.sh: please install: ${need_pkgs[*]}" >&2
