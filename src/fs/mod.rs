@@ -321,22 +321,68 @@ pub fn dying_from_signal(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("proc-stat".into())
-        .spawn(move || {
-            let _ = tx.send(std::fs::read(format!("/proc/{pid}/stat")));
-        });
-    if let Err(e) = spawned {
-        log::warn!("cannot check whether process {pid} is dying ({e}): taking it as alive");
+    let Some((worker, answer)) = proc_stat_ask(pid) else {
         return false;
-    }
-    match rx.recv_timeout(PROC_STAT_WAIT) {
-        Ok(Ok(stat)) => parse_signal_death(&stat),
-        Ok(Err(_)) => false,
+    };
+    match answer.recv_timeout(PROC_STAT_WAIT) {
+        Ok(result) => {
+            // The reader answered: it can take the next question.
+            lock(&PROC_STAT_READERS).push(worker);
+            match result {
+                Ok(stat) => parse_signal_death(&stat),
+                Err(_) => false,
+            }
+        }
         Err(_) => {
+            // The reader stays stuck until the process gets on; dropping
+            // its sender lets it exit once it does.
             log::debug!("/proc/{pid}/stat does not answer (the process is in execve): alive");
             false
+        }
+    }
+}
+
+type ProcStatAnswer = std::io::Result<Vec<u8>>;
+type ProcStatJob = (u32, std::sync::mpsc::Sender<ProcStatAnswer>);
+type ProcStatReader = std::sync::mpsc::Sender<ProcStatJob>;
+
+/// Idle threads that read `/proc/PID/stat` for [`dying_from_signal`]: a
+/// thread is reused for the next close instead of being started for each
+/// one, and one that gets stuck is simply not given back.
+static PROC_STAT_READERS: Mutex<Vec<std::sync::mpsc::Sender<ProcStatJob>>> = Mutex::new(Vec::new());
+
+/// Hands `pid` to an idle reader (starting one if none is idle); returns the
+/// reader and where its answer arrives.
+fn proc_stat_ask(pid: u32) -> Option<(ProcStatReader, std::sync::mpsc::Receiver<ProcStatAnswer>)> {
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+    let mut job = (pid, answer_tx);
+    loop {
+        let idle = lock(&PROC_STAT_READERS).pop();
+        let worker = match idle {
+            Some(w) => w,
+            None => {
+                let (tx, rx) = std::sync::mpsc::channel::<ProcStatJob>();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("proc-stat".into())
+                        .spawn(move || {
+                            while let Ok((pid, answer)) = rx.recv() {
+                                let _ = answer.send(std::fs::read(format!("/proc/{pid}/stat")));
+                            }
+                        });
+                if let Err(e) = spawned {
+                    log::warn!(
+                        "cannot check whether process {pid} is dying ({e}): taking it as alive"
+                    );
+                    return None;
+                }
+                tx
+            }
+        };
+        match worker.send(job) {
+            Ok(()) => return Some((worker, answer_rx)),
+            // That reader is gone: try another.
+            Err(std::sync::mpsc::SendError(j)) => job = j,
         }
     }
 }
@@ -632,6 +678,12 @@ impl SessionFs {
             table.intern(key, true)
         };
         Ok(Attr::from_stat(ino, &st))
+    }
+
+    /// True when `ino` stands for a session directory (a child of the
+    /// root), whose attributes the kernel may cache briefly.
+    pub fn is_session_dir(&self, ino: u64) -> bool {
+        matches!(lock(&self.inodes).key(ino), Some(NodeKey::Session(s)) if !s.as_bytes().starts_with(PENDING_PREFIX))
     }
 
     pub fn forget(&self, ino: u64, n: u64) {

@@ -23,9 +23,18 @@ use fuser::{
 
 use crate::fs::{Attr, Caller, FsError, Kind, Opened, SessionFs, SetAttr, TimeSet};
 
-/// Attributes and entries are never cached by the kernel: whatever changes
-/// the repository outside the mount is seen at the next look.
+/// Files and links are never cached by the kernel: a checkpoint committed
+/// outside the mount, or a re-pointed `last-session`, is seen at the next
+/// look.
 const TTL: Duration = Duration::ZERO;
+
+/// Session directories may be cached for a second: their names are path
+/// lookups the kernel otherwise repeats for every permission check (each
+/// open of a `session`, each `stat` of `ls -l`). The root's contents
+/// (`readdir`) are always read fresh, so a session created or removed
+/// outside still appears or vanishes at the next `ls`; what is inside a
+/// session directory is never cached.
+const SESSION_DIR_TTL: Duration = Duration::from_secs(1);
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -64,6 +73,21 @@ impl Adapter {
 
     pub fn fs(&self) -> &SessionFs {
         &self.fs
+    }
+}
+
+impl Adapter {
+    fn ttl(&self, a: &Attr) -> &'static Duration {
+        match a.kind {
+            Kind::Directory if self.fs.is_session_dir(a.ino) => &SESSION_DIR_TTL,
+            Kind::Directory
+            | Kind::File
+            | Kind::Symlink
+            | Kind::NamedPipe
+            | Kind::CharDevice
+            | Kind::BlockDevice
+            | Kind::Socket => &TTL,
+        }
     }
 }
 
@@ -261,7 +285,7 @@ impl Filesystem for Adapter {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup_by(parent.0, name, req.pid()) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(self.ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno("lookup", &e)),
         }
     }
@@ -272,7 +296,7 @@ impl Filesystem for Adapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(self.ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno("getattr", &e)),
         }
     }
@@ -304,7 +328,7 @@ impl Filesystem for Adapter {
             mtime: time_set(mtime),
         };
         match self.fs.setattr(ino.0, fh.map(|f| f.0), set, caller(req)) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(self.ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno("setattr", &e)),
         }
     }
@@ -327,7 +351,7 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         match self.fs.mkdir(parent.0, name, mode & !umask, caller(req)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(self.ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno("mkdir", &e)),
         }
     }
@@ -355,7 +379,7 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         match self.fs.symlink(parent.0, link_name, target, caller(req)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(self.ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno("symlink", &e)),
         }
     }

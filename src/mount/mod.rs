@@ -78,14 +78,22 @@ pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
         path: path.to_path_buf(),
         problem: p.to_string(),
     };
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(problem("not a directory")),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(problem(&format!(
+    let dead = || {
+        problem(&format!(
             "it is a dead mount left by a daemon that stopped (transport endpoint is not connected); \
              run `sessionfs unmount {}` first",
             path.display()
-        ))),
+        ))
+    };
+    match std::fs::metadata(path) {
+        // The kernel may answer stat from cached attributes; listing the
+        // directory always asks, so a dead mount shows here.
+        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(dead()),
+            _ => Ok(()),
+        },
+        Ok(_) => Err(problem("not a directory")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(dead()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(problem("no such directory")),
         Err(e) => Err(problem(&e.to_string())),
     }
