@@ -6,7 +6,6 @@
 //! background daemon's `log_file`, with one line per refusal.
 
 mod common;
-mod support;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -16,8 +15,8 @@ use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::mount::{BIN, errno_of, is_mounted, require_fuse, run};
 use common::repo::{TestRepo, set_mtime};
-use support::{BIN, errno_of, is_mounted, require_fuse, run};
 use tempfile::TempDir;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
@@ -27,12 +26,12 @@ fn cli(repo: &TestRepo, args: &[&str]) -> common::repo::CliOutput {
     common::repo::run(repo.cli_command(args), None)
 }
 
-fn sessionfs(args: &[&str]) -> support::Ran {
+fn sessionfs(args: &[&str]) -> common::mount::Ran {
     run(Command::new(BIN).args(args))
 }
 
 fn scratch() -> TempDir {
-    support::scratch("sessionfs-conventions")
+    common::mount::scratch("sessionfs-conventions")
 }
 
 // ----- list ---------------------------------------------------------------

@@ -10,7 +10,6 @@
 //! daemon's log for a damaged or hostile one.
 
 mod common;
-mod support;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -19,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::mount::{Mounted, errno_of, run};
 use common::repo::TestRepo;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use support::{Mounted, errno_of, run};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 const ID: &str = "pbox-2026-11-22T02.28.00";
@@ -137,7 +136,11 @@ fn a_checkpoint_made_by_plainbox_now_decodes_as_python_prints_it() {
     assert_eq!(decoded.stdout_text(), expected);
 
     let dir = repo.root().to_path_buf();
-    let m = Mounted::start_on(support::scratch("sessionfs-decode"), dir.join("repo"), &[]);
+    let m = Mounted::start_on(
+        common::mount::scratch("sessionfs-decode"),
+        dir.join("repo"),
+        &[],
+    );
     let view = m.path(format!("{id}.session/session.json"));
     assert_eq!(fs::read_to_string(&view).unwrap(), expected);
     assert_eq!(fs::metadata(&view).unwrap().len(), expected.len() as u64);

@@ -65,6 +65,14 @@ pub fn test_base() -> PathBuf {
     base
 }
 
+/// A fresh temporary directory under [`test_base`].
+pub fn scratch(prefix: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(test_base())
+        .expect("temp dir")
+}
+
 impl Mounted {
     /// Mounts a new, empty repository with extra `mount` arguments.
     pub fn start(args: &[&str]) -> Mounted {
