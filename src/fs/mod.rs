@@ -1666,9 +1666,18 @@ impl SessionFs {
             }
             return self.recommit_sealed(&mut h);
         }
+        // One fstat tells whether anything was written since the last
+        // commit (passthrough writes never reach the daemon).
+        let written = h.dirty
+            || Stamp::of_file(
+                h.writer
+                    .as_ref()
+                    .map(|w| w.file())
+                    .ok_or(FsError::BadHandle)?,
+            ) != h.baseline;
         // Nothing written and no O_TRUNC: nothing to commit or discard
         // (release drops the lock of an untouched checkpoint).
-        if !h.changed() {
+        if !written && !h.truncate_pending {
             return Ok(());
         }
         if dying_from_signal(pid) {
@@ -1686,13 +1695,6 @@ impl SessionFs {
         }
         // A close before anything was written (the shell's dup2-and-close
         // of a redirection) commits nothing yet.
-        let written = h.dirty
-            || Stamp::of_file(
-                h.writer
-                    .as_ref()
-                    .map(|w| w.file())
-                    .ok_or(FsError::BadHandle)?,
-            ) != h.baseline;
         if !written {
             return Ok(());
         }
