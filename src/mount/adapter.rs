@@ -131,6 +131,14 @@ fn file_type(k: Kind) -> FileType {
     }
 }
 
+/// Replies to an operation that returns nothing but success or an error.
+fn reply_empty(op: &str, result: crate::fs::FsResult<()>, reply: ReplyEmpty) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
 /// Logs an error once, at its level, and gives its errno.
 fn errno(op: &str, e: &FsError) -> Errno {
     let level = e.log_level();
@@ -357,17 +365,11 @@ impl Filesystem for Adapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("unlink", &e)),
-        }
+        reply_empty("unlink", self.fs.unlink(parent.0, name), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rmdir", &e)),
-        }
+        reply_empty("rmdir", self.fs.rmdir(parent.0, name), reply);
     }
 
     fn symlink(
@@ -479,10 +481,7 @@ impl Filesystem for Adapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0, req.pid()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("close (commit)", &e)),
-        }
+        reply_empty("close (commit)", self.fs.flush(fh.0, req.pid()), reply);
     }
 
     fn fsync(
@@ -493,10 +492,7 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync (commit)", &e)),
-        }
+        reply_empty("fsync (commit)", self.fs.fsync(fh.0), reply);
     }
 
     fn release(
@@ -510,10 +506,7 @@ impl Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         self.forget_backing(fh.0);
-        match self.fs.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("release", &e)),
-        }
+        reply_empty("release", self.fs.release(fh.0), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -564,10 +557,7 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsyncdir(_ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsyncdir", &e)),
-        }
+        reply_empty("fsyncdir", self.fs.fsyncdir(_ino.0), reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
