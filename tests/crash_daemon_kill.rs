@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use common::fs_helpers::*;
 use common::mount::is_mounted;
@@ -138,10 +139,23 @@ fn daemon_kill_trials(args: &[&str], scenario: &str) {
             ));
         }
 
-        // The dead mountpoint: ENOTCONN, a clear message, and a way out.
-        match fs::metadata(&mnt) {
+        // The dead mountpoint: ENOTCONN (listing at once; `stat` once the
+        // root's cached attributes expire, 100 ms), a clear message, and a
+        // way out.
+        match fs::read_dir(&mnt) {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
-            other => stats.problem(format!("trial {trial}: the dead mount stats as {other:?}")),
+            other => stats.problem(format!("trial {trial}: the dead mount lists as {other:?}")),
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match fs::metadata(&mnt) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                other => {
+                    stats.problem(format!("trial {trial}: the dead mount stats as {other:?}"));
+                    break;
+                }
+            }
         }
         if trial == 1 {
             let out = run_cmd(sessionfs().arg("--repo").arg(&repo).arg("mount").arg(&mnt));

@@ -188,6 +188,14 @@ impl InodeTable {
         }
     }
 
+    /// The session directories the kernel holds a lookup of, by name.
+    pub fn looked_up_sessions(&self) -> impl Iterator<Item = &OsStr> {
+        self.by_ino.values().filter_map(|n| match &n.key {
+            NodeKey::Session(name) if n.lookups > 0 => Some(name.as_os_str()),
+            _ => None,
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.by_ino.len()
     }

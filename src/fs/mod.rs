@@ -20,7 +20,7 @@ pub mod error;
 pub mod inode;
 mod view;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -121,6 +121,25 @@ pub struct DirEntry {
     pub ino: u64,
     pub kind: Kind,
     pub name: OsString,
+}
+
+/// The rest of an open directory's listing, borrowed from its handle.
+#[derive(Debug)]
+pub struct DirEntries {
+    handle: Arc<Handle>,
+    next: usize,
+}
+
+impl DirEntries {
+    /// The next entry and the offset that follows it.
+    pub fn next_entry(&mut self) -> Option<(u64, &DirEntry)> {
+        let Handle::Dir(entries) = self.handle.as_ref() else {
+            return None;
+        };
+        let e = entries.get(self.next)?;
+        self.next += 1;
+        Some((self.next as u64, e))
+    }
 }
 
 /// Attribute changes requested by `setattr`.
@@ -296,6 +315,9 @@ pub struct SessionFs {
     /// The `session` inodes the kernel holds: which version each stands
     /// for and which handles are open on it.
     checkpoint_inodes: Mutex<CheckpointInodes>,
+    /// Session directories found gone while the kernel may still cache
+    /// them (see [`SessionFs::take_vanished`]).
+    vanished: Mutex<Vec<OsString>>,
     /// What is known of each session's decoded view `session.json`.
     views: view::Views,
 }
@@ -429,6 +451,7 @@ impl SessionFs {
             pending_links: Mutex::new(HashMap::new()),
             cached_versions: Mutex::new(HashMap::new()),
             checkpoint_inodes: Mutex::new(CheckpointInodes::default()),
+            vanished: Mutex::new(Vec::new()),
             views: view::Views::default(),
         })
     }
@@ -944,6 +967,20 @@ impl SessionFs {
                     name,
                 });
             }
+            // Session directories the kernel may still have cached although
+            // they are gone: the listing and `stat` must agree.
+            let listed: HashSet<&OsStr> = entries.iter().map(|e| e.name.as_os_str()).collect();
+            let gone: Vec<OsString> = table
+                .looked_up_sessions()
+                .filter(|name| {
+                    !listed.contains(name) && !name.as_bytes().starts_with(PENDING_PREFIX)
+                })
+                .map(OsStr::to_os_string)
+                .collect();
+            drop(table);
+            if !gone.is_empty() {
+                lock(&self.vanished).extend(gone);
+            }
         } else {
             let dir = self.open_dir_key(&key)?;
             let names = sys::read_dir_names(dir.as_fd())
@@ -990,18 +1027,34 @@ impl SessionFs {
     }
 
     /// The entries of an open directory from `offset` on; each entry's
-    /// offset for the next call is its index + 1.
-    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<Vec<(u64, DirEntry)>> {
+    /// offset for the next call is its index + 1. The directory's handle
+    /// keeps them, so a listing is one snapshot however many calls it takes.
+    pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<DirEntries> {
         let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
-        let Handle::Dir(entries) = handle.as_ref() else {
+        if !matches!(handle.as_ref(), Handle::Dir(_)) {
             return Err(FsError::BadHandle);
-        };
-        Ok(entries
-            .iter()
-            .enumerate()
-            .skip(offset as usize)
-            .map(|(i, e)| (i as u64 + 1, e.clone()))
-            .collect())
+        }
+        Ok(DirEntries {
+            handle,
+            next: usize::try_from(offset).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// The attributes of a directory entry listed by [`SessionFs::readdir`],
+    /// for a listing that hands the kernel the entries themselves
+    /// (READDIRPLUS). Counts a lookup of the entry, except for `.` and `..`,
+    /// which the kernel does not keep.
+    pub fn entry_attr(&self, parent: u64, entry: &DirEntry) -> FsResult<Attr> {
+        if entry.name == "." || entry.name == ".." {
+            return self.getattr(entry.ino, None);
+        }
+        self.lookup_by(parent, &entry.name, 0)
+    }
+
+    /// Session directories found gone since the kernel looked them up;
+    /// their cached entries should be dropped.
+    pub fn take_vanished(&self) -> Vec<OsString> {
+        std::mem::take(&mut *lock(&self.vanished))
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -1978,6 +2031,70 @@ mod tests {
         assert!(!parse_signal_death(&line(0x4, 0)));
         assert!(!parse_signal_death(&line(0x0, 9)), "not exiting");
         assert!(!parse_signal_death(b"garbage"));
+    }
+
+    fn fs_with_sessions(names: &[&str]) -> (tempfile::TempDir, SessionFs) {
+        let dir = tempfile::tempdir().unwrap();
+        for n in names {
+            std::fs::create_dir(dir.path().join(n)).unwrap();
+        }
+        let fs =
+            SessionFs::new(Repository::new(dir.path()), FsConfig { read_only: false }).unwrap();
+        (dir, fs)
+    }
+
+    fn listing(fs: &SessionFs, ino: u64, offset: u64) -> Vec<(u64, OsString)> {
+        let fh = fs.opendir(ino).unwrap();
+        let mut entries = fs.readdir(fh, offset).unwrap();
+        let mut out = Vec::new();
+        while let Some((next, e)) = entries.next_entry() {
+            out.push((next, e.name.clone()));
+        }
+        fs.releasedir(fh);
+        out
+    }
+
+    #[test]
+    fn a_listing_resumes_at_the_offset_it_gave() {
+        let (_dir, fs) = fs_with_sessions(&["a.session", "b.session"]);
+        let all = listing(&fs, ROOT, 0);
+        let names: Vec<&OsStr> = all.iter().map(|(_, n)| n.as_os_str()).collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(&names[..2], [OsStr::new("."), OsStr::new("..")]);
+        let (offset, _) = all[1];
+        assert_eq!(listing(&fs, ROOT, offset), all[2..].to_vec());
+        assert!(listing(&fs, ROOT, 4).is_empty());
+    }
+
+    #[test]
+    fn a_listing_reports_looked_up_sessions_that_are_gone() {
+        let (dir, fs) = fs_with_sessions(&["a.session", "b.session"]);
+        let fh = fs.opendir(ROOT).unwrap();
+        let mut entries = fs.readdir(fh, 0).unwrap();
+        let mut looked_up = Vec::new();
+        while let Some((_, e)) = entries.next_entry() {
+            let a = fs.entry_attr(ROOT, e).unwrap();
+            assert_eq!(a.ino, e.ino);
+            looked_up.push(e.name.clone());
+        }
+        fs.releasedir(fh);
+        assert!(fs.take_vanished().is_empty());
+        std::fs::remove_dir(dir.path().join("a.session")).unwrap();
+        listing(&fs, ROOT, 0);
+        assert_eq!(fs.take_vanished(), vec![OsString::from("a.session")]);
+        assert!(fs.take_vanished().is_empty(), "reported once per listing");
+        // Once the kernel forgot it (after the invalidation), it is not
+        // reported again; nor is a session forgotten before it went.
+        assert!(looked_up.iter().any(|n| n == "a.session"));
+        let a = lock(&fs.inodes)
+            .find(&NodeKey::Session("a.session".into()))
+            .unwrap();
+        fs.forget(a, 1);
+        let b = fs.lookup(ROOT, OsStr::new("b.session")).unwrap();
+        fs.forget(b.ino, 2);
+        std::fs::remove_dir(dir.path().join("b.session")).unwrap();
+        listing(&fs, ROOT, 0);
+        assert!(fs.take_vanished().is_empty());
     }
 
     #[test]

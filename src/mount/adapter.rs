@@ -7,18 +7,19 @@
 //! long as its file handle (it is dropped at release).
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::{Attr, Caller, FsError, Kind, Opened, SessionFs, SetAttr, TimeSet};
@@ -30,11 +31,20 @@ const TTL: Duration = Duration::ZERO;
 
 /// Session directories may be cached for a second: their names are path
 /// lookups the kernel otherwise repeats for every permission check (each
-/// open of a `session`, each `stat` of `ls -l`). The root's contents
-/// (`readdir`) are always read fresh, so a session created or removed
-/// outside still appears or vanishes at the next `ls`; what is inside a
-/// session directory is never cached.
+/// open of a `session`, each `stat` of `ls -l`), and a listing of the root
+/// hands them to the kernel with their attributes (READDIRPLUS), so `ls -l`
+/// needs no lookup per session. The root's contents (`readdir`) are always
+/// read fresh, so a session created or removed outside still appears or
+/// vanishes at the next `ls` (a listing that finds a cached session gone
+/// drops it from the kernel's cache); what is inside a session directory is
+/// never cached.
 const SESSION_DIR_TTL: Duration = Duration::from_secs(1);
+
+/// The root's attributes may be cached briefly: with `default_permissions`
+/// every path walk checks the root's mode, which would otherwise cost a
+/// round trip per path (three per entry of `ls -l`). Short, so that `stat`
+/// of a mountpoint whose daemon was killed fails (ENOTCONN) almost at once.
+const ROOT_TTL: Duration = Duration::from_millis(100);
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -60,14 +70,24 @@ pub struct Adapter {
     /// Ask the kernel for FUSE passthrough at init.
     want_passthrough: bool,
     backings: Mutex<Backings>,
+    /// Names of session directories whose cached entries the kernel should
+    /// drop. A thread of its own sends the notifications: the kernel takes
+    /// the root's lock for them, which a listing in progress may hold while
+    /// it waits for one of our replies.
+    invalidations: Option<Mutex<Sender<OsString>>>,
 }
 
 impl Adapter {
-    pub fn new(fs: SessionFs, want_passthrough: bool) -> Adapter {
+    pub fn new(
+        fs: SessionFs,
+        want_passthrough: bool,
+        invalidations: Option<Sender<OsString>>,
+    ) -> Adapter {
         Adapter {
             fs,
             want_passthrough,
             backings: Mutex::new(Backings::default()),
+            invalidations: invalidations.map(Mutex::new),
         }
     }
 
@@ -79,6 +99,7 @@ impl Adapter {
 impl Adapter {
     fn ttl(&self, a: &Attr) -> &'static Duration {
         match a.kind {
+            Kind::Directory if a.ino == crate::fs::inode::ROOT => &ROOT_TTL,
             Kind::Directory if self.fs.is_session_dir(a.ino) => &SESSION_DIR_TTL,
             Kind::Directory
             | Kind::File
@@ -246,6 +267,21 @@ impl Adapter {
         reply.opened(FileHandle(opened.fh), flags);
     }
 
+    /// Asks the kernel to drop the cached entries of session directories
+    /// found gone.
+    fn invalidate_vanished(&self) {
+        let gone = self.fs.take_vanished();
+        if gone.is_empty() {
+            return;
+        }
+        if let Some(tx) = &self.invalidations {
+            let tx = tx.lock().unwrap_or_else(|p| p.into_inner());
+            for name in gone {
+                let _ = tx.send(name);
+            }
+        }
+    }
+
     /// The handle is closed: its inode's backing file goes with the last
     /// open.
     fn forget_backing(&self, fh: u64) {
@@ -266,6 +302,7 @@ impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);
         }
@@ -511,9 +548,60 @@ impl Filesystem for Adapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => {
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+                self.invalidate_vanished();
+            }
             Err(e) => reply.error(errno("opendir", &e)),
         }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let mut entries = match self.fs.readdir(fh.0, offset) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno("readdir", &e)),
+        };
+        // Every entry sent (but `.` and `..`) is a lookup the kernel holds.
+        let mut sent = Vec::new();
+        while let Some((next, e)) = entries.next_entry() {
+            let a = match self.fs.entry_attr(ino.0, e) {
+                Ok(a) => a,
+                // Gone since the directory was opened: not listed.
+                Err(FsError::NotFound) => continue,
+                Err(err) => {
+                    for ino in sent {
+                        self.fs.forget(ino, 1);
+                    }
+                    return reply.error(errno("readdir", &err));
+                }
+            };
+            let counted = e.name != "." && e.name != "..";
+            if reply.add(
+                INodeNo(a.ino),
+                next,
+                &e.name,
+                self.ttl(&a),
+                &file_attr(&a),
+                Generation(0),
+            ) {
+                // Not sent: the kernel will not hold this lookup.
+                if counted {
+                    self.fs.forget(a.ino, 1);
+                }
+                break;
+            }
+            if counted {
+                sent.push(a.ino);
+            }
+        }
+        reply.ok();
     }
 
     fn readdir(
@@ -525,8 +613,8 @@ impl Filesystem for Adapter {
         mut reply: ReplyDirectory,
     ) {
         match self.fs.readdir(fh.0, offset) {
-            Ok(entries) => {
-                for (next, e) in entries {
+            Ok(mut entries) => {
+                while let Some((next, e)) = entries.next_entry() {
                     if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
                         break;
                     }

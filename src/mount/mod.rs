@@ -281,7 +281,8 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
         },
     )
     .map_err(MountError::Repository)?;
-    let adapter = adapter::Adapter::new(fs, config.passthrough);
+    let (invalidations, to_invalidate) = std::sync::mpsc::channel::<OsString>();
+    let adapter = adapter::Adapter::new(fs, config.passthrough, Some(invalidations));
     let mut session =
         Session::new(adapter, &config.mountpoint, &mount_options(config)).map_err(|source| {
             MountError::Mount {
@@ -289,6 +290,19 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
                 source,
             }
         })?;
+    // Cached entries of sessions removed outside the mount are dropped from
+    // a thread of its own (see Adapter::invalidate_vanished); it ends with
+    // the session, when the adapter and its sender go.
+    let notifier = session.notifier();
+    std::thread::Builder::new()
+        .name("fuse-invalidate".into())
+        .spawn(move || {
+            for name in to_invalidate {
+                // ENOENT: the kernel had already dropped it.
+                let _ = notifier.inval_entry(fuser::INodeNo(crate::fs::inode::ROOT), &name);
+            }
+        })
+        .map_err(|e| MountError::Daemon(format!("cannot start the invalidation thread: {e}")))?;
     log::info!(
         "mounted {} on {}",
         config.repo.location().display(),
