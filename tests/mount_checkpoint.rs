@@ -298,6 +298,28 @@ both_modes! {
         m.assert_no_next();
     }
 
+    fn a_shared_mapping_of_a_writer_commits_at_close(m) {
+        m.new_session("a");
+        m.save("a", b"0123456789");
+        let file = m.path("a.session/session");
+        // A writer that edits the checkpoint in place through mmap.
+        let out = run(Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import mmap, sys\n\
+                 with open(sys.argv[1], 'r+b') as f:\n\
+                 \x20   m = mmap.mmap(f.fileno(), 0)\n\
+                 \x20   m[0:4] = b'ABCD'\n\
+                 \x20   m.flush()\n\
+                 \x20   m.close()\n",
+            )
+            .arg(&file));
+        out.assert_ok();
+        assert_eq!(m.checkpoint("a"), b"ABCD456789");
+        assert_eq!(fs::read(&file).unwrap(), b"ABCD456789");
+        m.assert_no_next();
+    }
+
     fn a_reader_keeps_its_version_while_others_commit(m) {
         m.new_session("a");
         let old = pattern(1, 2 << 20);

@@ -113,6 +113,11 @@ pub struct Opened {
     pub backing: Option<File>,
     /// The kernel's page cache for this file still holds this exact version.
     pub keep_cache: bool,
+    /// Writes a checkpoint. Served by the daemon (without passthrough),
+    /// its writes need not go through the kernel's page cache: no reader
+    /// sees the checkpoint before it is committed, and a commit is a new
+    /// inode for every later open.
+    pub writes_checkpoint: bool,
 }
 
 /// One directory entry.
@@ -202,7 +207,7 @@ impl Stamp {
 struct CheckpointHandle {
     storage: Storage,
     /// The committed checkpoint this open sees (read-only opens).
-    reader: Option<File>,
+    reader: Option<Arc<File>>,
     writable: bool,
     /// The checkpoint in progress; `None` after a commit until the next
     /// write starts another.
@@ -1454,6 +1459,7 @@ impl SessionFs {
                     fh,
                     backing: None,
                     keep_cache: false,
+                    writes_checkpoint: false,
                 })
             }
             NodeKey::Root | NodeKey::Session(_) => Err(FsError::refused(
@@ -1503,7 +1509,7 @@ impl SessionFs {
             let fh =
                 self.insert_handle(Handle::Checkpoint(Box::new(Mutex::new(CheckpointHandle {
                     storage,
-                    reader,
+                    reader: reader.map(Arc::new),
                     writable: false,
                     writer: None,
                     truncate_pending: false,
@@ -1519,6 +1525,7 @@ impl SessionFs {
                 fh,
                 backing,
                 keep_cache,
+                writes_checkpoint: false,
             });
         }
         let truncating = flags & libc::O_TRUNC != 0;
@@ -1555,6 +1562,7 @@ impl SessionFs {
             fh,
             backing,
             keep_cache: false,
+            writes_checkpoint: true,
         })
     }
 
@@ -1623,6 +1631,7 @@ impl SessionFs {
                 fh,
                 backing,
                 keep_cache: false,
+                writes_checkpoint: false,
             },
         ))
     }
@@ -1641,22 +1650,27 @@ impl SessionFs {
         h.writer.as_mut().ok_or(FsError::BadHandle)
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    /// Reads up to `buf.len()` bytes at `offset` into `buf`; returns how
+    /// many.
+    pub fn read(&self, fh: u64, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
         let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
-        let mut buf = vec![0u8; size as usize];
         let n = match handle.as_ref() {
-            Handle::Checkpoint(h) => {
-                let h = lock(h);
+            Handle::Checkpoint(m) => {
+                let h = lock(m);
                 if let Some(writer) = &h.writer {
-                    writer.read_at(&mut buf, offset)?
-                } else if let Some(reader) = &h.reader {
-                    sys::pread_full(reader.as_fd(), &mut buf, offset).map_err(|e| {
-                        FsError::io("read", h.storage.location().join(SESSION_FILE), e)
-                    })?
+                    writer.read_at(buf, offset)?
+                } else if let Some(reader) = h.reader.clone() {
+                    // A committed file never changes: it is read without
+                    // holding the handle, so the kernel's concurrent
+                    // read-ahead requests are served in parallel.
+                    let path = h.storage.location().join(SESSION_FILE);
+                    drop(h);
+                    sys::pread_full(reader.as_fd(), buf, offset)
+                        .map_err(|e| FsError::io("read", path, e))?
                 } else if h.writable {
                     // Committed and not writing: read what was committed.
                     match h.storage.open_checkpoint()? {
-                        Some(f) => sys::pread_full(f.as_fd(), &mut buf, offset).map_err(|e| {
+                        Some(f) => sys::pread_full(f.as_fd(), buf, offset).map_err(|e| {
                             FsError::io("read", h.storage.location().join(SESSION_FILE), e)
                         })?,
                         None => 0,
@@ -1665,13 +1679,12 @@ impl SessionFs {
                     0
                 }
             }
-            Handle::File { file, path } => sys::pread_full(file.as_fd(), &mut buf, offset)
+            Handle::File { file, path } => sys::pread_full(file.as_fd(), buf, offset)
                 .map_err(|e| FsError::io("read", path, e))?,
-            Handle::View(data) => view::read_view(data, &mut buf, offset),
+            Handle::View(data) => view::read_view(data, buf, offset),
             Handle::Dir(_) => return Err(FsError::BadHandle),
         };
-        buf.truncate(n);
-        Ok(buf)
+        Ok(n)
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {

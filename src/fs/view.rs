@@ -227,6 +227,7 @@ impl SessionFs {
             fh,
             backing: None,
             keep_cache: false,
+            writes_checkpoint: false,
         }))
     }
 

@@ -251,6 +251,36 @@ fn signal_set(signals: &[i32]) -> libc::sigset_t {
     }
 }
 
+/// Read-ahead of the mount's daemon-served files, in KiB: one request of
+/// the largest size the kernel sends (256 pages), instead of the kernel's
+/// 128 KiB default, so a sequential read takes an eighth of the round
+/// trips.
+const READ_AHEAD_KIB: u32 = 1024;
+
+/// Raises the read-ahead of this mount's own backing device (it exists
+/// only while the mount does). Best effort: only root may, and passthrough
+/// reads do not use it.
+fn raise_read_ahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // The mount answers this stat once the session thread serves it.
+    let dev = match std::fs::metadata(mountpoint) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            log::debug!("read-ahead left as is: {}: {e}", mountpoint.display());
+            return;
+        }
+    };
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    match std::fs::write(&knob, format!("{READ_AHEAD_KIB}\n")) {
+        Ok(()) => log::debug!("read-ahead {READ_AHEAD_KIB} KiB ({knob})"),
+        Err(e) => log::debug!("read-ahead left as is: {knob}: {e}"),
+    }
+}
+
 /// Mounts, serves until unmounted or signalled, and unmounts.
 fn run_foreground(config: MountConfig) -> Result<(), MountError> {
     let result = serve(&config);
@@ -322,6 +352,7 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
             result
         })
         .map_err(|e| MountError::Daemon(format!("cannot start the session thread: {e}")))?;
+    raise_read_ahead(&config.mountpoint);
     report_ready(config.ready_fd, "ready\n");
 
     let mut sig: libc::c_int = 0;
