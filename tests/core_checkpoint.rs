@@ -381,6 +381,33 @@ fn abort_and_drop_leave_the_previous_checkpoint() {
 }
 
 #[test]
+fn commit_if_asks_after_the_sync_and_aborts_when_told_no() {
+    let t = TestRepo::new();
+    let s = t.create();
+    s.save(b"keep me").unwrap();
+
+    let mut w = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    w.write_at(b"refused", 0).unwrap();
+    let next = next_path(&s);
+    let committed = w
+        .commit_if(|| {
+            // Asked with the lock still held, before the rename.
+            assert!(next.exists());
+            false
+        })
+        .unwrap();
+    assert!(!committed);
+    assert_no_next(&s);
+    assert_eq!(s.load().unwrap(), b"keep me");
+
+    let mut w = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    w.write_at(b"accepted", 0).unwrap();
+    assert!(w.commit_if(|| true).unwrap());
+    assert_no_next(&s);
+    assert_eq!(s.load().unwrap(), b"accepted");
+}
+
+#[test]
 fn commit_snapshot_commits_what_was_written_and_keeps_writing() {
     let t = TestRepo::new();
     let s = t.create();

@@ -362,6 +362,8 @@ pub struct CheckpointWriter {
     file: File,
     dev: u64,
     ino: u64,
+    /// Owner and mode of the new file as it was created.
+    created: (u32, u32, u32),
     finished: bool,
 }
 
@@ -389,6 +391,7 @@ impl CheckpointWriter {
             file: File::from(fd),
             dev: st.st_dev,
             ino: st.st_ino,
+            created: (st.st_uid, st.st_gid, st.st_mode & 0o7777),
             finished: false,
         };
         // Between our create and our flock, whoever holds a flock on *our*
@@ -440,19 +443,28 @@ impl CheckpointWriter {
         let err = |e| Error::io(Op::SetOwnerAndMode, &path, e);
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
+        let (uid, gid, mode) = self.created;
         match current {
             Some(st) => {
-                if root && (st.st_uid != 0 || st.st_gid != 0) {
+                if root
+                    && (st.st_uid != 0 || st.st_gid != 0)
+                    && (st.st_uid, st.st_gid) != (uid, gid)
+                {
                     sys::fchown(self.file.as_fd(), st.st_uid, st.st_gid).map_err(err)?;
                 }
-                // Always: the new file's mode is DEFAULT_MODE less the umask.
-                sys::fchmod(self.file.as_fd(), st.st_mode & 0o7777).map_err(err)?;
+                // The new file's mode is DEFAULT_MODE less the umask (and
+                // has no set-id bit a chown could have cleared): change it
+                // only when it differs.
+                if st.st_mode & 0o7777 != mode {
+                    sys::fchmod(self.file.as_fd(), st.st_mode & 0o7777).map_err(err)?;
+                }
             }
             None => {
-                if let (true, Some((uid, gid))) = (root, owner)
-                    && (uid != 0 || gid != 0)
+                if let (true, Some(owner)) = (root, owner)
+                    && (owner.0 != 0 || owner.1 != 0)
+                    && owner != (uid, gid)
                 {
-                    sys::fchown(self.file.as_fd(), uid, gid).map_err(err)?;
+                    sys::fchown(self.file.as_fd(), owner.0, owner.1).map_err(err)?;
                 }
             }
         }
@@ -541,10 +553,23 @@ impl CheckpointWriter {
     /// Commits: fsync the file, check the lock is still ours, rename it over
     /// `session`, fsync the directory. On a failure before the rename the
     /// lock is removed and the previous checkpoint stays.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.commit_if(|| true).map(|_| ())
+    }
+
+    /// [`commit`](Self::commit), asking `keep` once the file is durable and
+    /// before the rename: when it says no, the checkpoint is aborted (the
+    /// lock is removed, the previous checkpoint stays) and `Ok(false)` is
+    /// returned. A slow question can thus be answered while the data is
+    /// being synced.
+    pub fn commit_if(mut self, keep: impl FnOnce() -> bool) -> Result<bool> {
         self.seam_check(Step::SyncFile)?;
         sys::fsync(self.file.as_fd())
             .map_err(|e| Error::io(Op::SyncCheckpoint, self.next_path(), e))?;
+        if !keep() {
+            self.abort()?;
+            return Ok(false);
+        }
         self.seam_check(Step::Rename)?;
         self.verify_own_lock()?;
         sys::renameat(
@@ -555,7 +580,7 @@ impl CheckpointWriter {
         )
         .map_err(|e| Error::io(Op::RenameCheckpoint, self.next_path(), e))?;
         self.finished = true;
-        self.sync_dir_after_rename()
+        self.sync_dir_after_rename().map(|()| true)
     }
 
     fn sync_dir_after_rename(&self) -> Result<()> {
