@@ -599,7 +599,7 @@ impl Plan {
                 rounds,
                 commit_sizes: vec![(4 * KIB, 40), (MIB, 12), (64 * MIB, 3)],
                 read_size: 256 * MIB,
-                read_rounds: rounds.div_ceil(2),
+                read_rounds: rounds,
                 repeated_reads: 3,
                 ls_sessions: 10_000,
                 ls_rounds: rounds.div_ceil(3),

@@ -128,6 +128,35 @@ fn sessions_made_or_removed_in_the_repository_show_at_the_next_ls() {
 }
 
 #[test]
+fn changes_made_outside_show_in_stat_without_waiting_for_the_cache() {
+    use std::os::unix::fs::MetadataExt;
+    let m = Mounted::start(&[]);
+    m.new_session("a");
+    // Cached by the kernel: the root's attributes (0.1 s), the session
+    // directory's entry (1 s).
+    let before = fs::metadata(&m.mountpoint).unwrap();
+    assert!(fs::metadata(m.path("a.session")).unwrap().is_dir());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let made = m.core().create("core-", false).unwrap();
+    fs::remove_dir_all(m.repo_path("a.session")).unwrap();
+    // The daemon watches the repository and drops both at once; give it
+    // far less than either cache time.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let after = fs::metadata(&m.mountpoint).unwrap();
+    let direct = fs::metadata(&m.repo).unwrap();
+    assert_eq!(
+        (after.ctime(), after.ctime_nsec()),
+        (direct.ctime(), direct.ctime_nsec())
+    );
+    assert_ne!(
+        (before.ctime(), before.ctime_nsec()),
+        (after.ctime(), after.ctime_nsec())
+    );
+    assert_eq!(errno_of(fs::metadata(m.path("a.session"))), libc::ENOENT);
+    assert!(m.path(made.name().as_os_str().to_str().unwrap()).is_dir());
+}
+
+#[test]
 fn ln_sfn_re_points_last_session() {
     let m = Mounted::start(&[]);
     m.new_session("a");

@@ -31,3 +31,16 @@ fn echo_and_cat_through_the_mount() {
     );
     assert!(!m.repo_path("demo.session/session.next").exists());
 }
+
+#[test]
+fn the_mount_reads_ahead_a_full_request() {
+    use std::os::unix::fs::MetadataExt;
+    let m = Mounted::start(&["--no-passthrough"]);
+    let dev = fs::metadata(&m.mountpoint).unwrap().dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    assert_eq!(fs::read_to_string(&knob).unwrap().trim(), "1024", "{knob}");
+}

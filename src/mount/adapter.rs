@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -24,6 +24,7 @@ use fuser::{
 };
 
 use crate::fs::{Attr, Caller, FsError, Kind, Opened, SessionFs, SetAttr, TimeSet};
+use crate::mount::watch::Invalidation;
 
 /// Files and links are never cached by the kernel: a checkpoint committed
 /// outside the mount, or a re-pointed `last-session`, is seen at the next
@@ -36,14 +37,16 @@ const TTL: Duration = Duration::ZERO;
 /// hands them to the kernel with their attributes (READDIRPLUS), so `ls -l`
 /// needs no lookup per session. The root's contents (`readdir`) are always
 /// read fresh, so a session created or removed outside still appears or
-/// vanishes at the next `ls` (a listing that finds a cached session gone
-/// drops it from the kernel's cache); what is inside a session directory is
-/// never cached.
+/// vanishes at the next `ls`; the entry of one removed outside is dropped
+/// from the kernel's cache as soon as the daemon's watch of the repository
+/// sees it go (see `mount::watch`), or else by the next listing. What is
+/// inside a session directory is never cached.
 const SESSION_DIR_TTL: Duration = Duration::from_secs(1);
 
 /// The root's attributes may be cached briefly: with `default_permissions`
 /// every path walk checks the root's mode, which would otherwise cost a
-/// round trip per path (three per entry of `ls -l`). Short, so that `stat`
+/// round trip per path (three per entry of `ls -l`). Changes made outside
+/// the mount drop them at once (see `mount::watch`). Short, so that `stat`
 /// of a mountpoint whose daemon was killed fails (ENOTCONN) almost at once.
 const ROOT_TTL: Duration = Duration::from_millis(100);
 
@@ -75,14 +78,14 @@ pub struct Adapter {
     /// drop. A thread of its own sends the notifications: the kernel takes
     /// the root's lock for them, which a listing in progress may hold while
     /// it waits for one of our replies.
-    invalidations: Option<Mutex<Sender<OsString>>>,
+    invalidations: Option<Mutex<Sender<Invalidation>>>,
 }
 
 impl Adapter {
     pub fn new(
         fs: SessionFs,
         want_passthrough: bool,
-        invalidations: Option<Sender<OsString>>,
+        invalidations: Option<Sender<Invalidation>>,
     ) -> Adapter {
         Adapter {
             fs,
@@ -282,7 +285,7 @@ impl Adapter {
         if let Some(tx) = &self.invalidations {
             let tx = tx.lock().unwrap_or_else(|p| p.into_inner());
             for name in gone {
-                let _ = tx.send(name);
+                let _ = tx.send(Invalidation::Entry(name));
             }
         }
     }

@@ -8,6 +8,7 @@
 //! files are still open, so no mountpoint is left dead by a clean stop.
 
 pub mod adapter;
+pub mod watch;
 
 use std::ffi::{CString, OsString};
 use std::fmt;
@@ -22,6 +23,7 @@ use fuser::{Config, MountOption, Session, SessionACL};
 
 use crate::core::Repository;
 use crate::fs::{FsConfig, SessionFs};
+use watch::Invalidation;
 
 /// Everything `sessionfs mount` needs, parsed from the command line.
 #[derive(Debug, Clone)]
@@ -311,7 +313,13 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
         },
     )
     .map_err(MountError::Repository)?;
-    let (invalidations, to_invalidate) = std::sync::mpsc::channel::<OsString>();
+    let (invalidations, to_invalidate) = std::sync::mpsc::channel::<Invalidation>();
+    if let Err(e) = watch::watch_repository(config.repo.location(), invalidations.clone()) {
+        log::warn!(
+            "cannot watch {} ({e}): changes made outside the mount may take up to a second to show in stat",
+            config.repo.location().display()
+        );
+    }
     let adapter = adapter::Adapter::new(fs, config.passthrough, Some(invalidations));
     let mut session =
         Session::new(adapter, &config.mountpoint, &mount_options(config)).map_err(|source| {
@@ -320,16 +328,24 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
                 source,
             }
         })?;
-    // Cached entries of sessions removed outside the mount are dropped from
-    // a thread of its own (see Adapter::invalidate_vanished); it ends with
-    // the session, when the adapter and its sender go.
+    // What the kernel caches of the root is dropped from a thread of its
+    // own when the repository changes outside the mount (see watch) or a
+    // listing finds a session gone (Adapter::invalidate_vanished): the
+    // kernel takes the root's lock for it, which a request in progress may
+    // hold while it waits for a reply.
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("fuse-invalidate".into())
         .spawn(move || {
-            for name in to_invalidate {
-                // ENOENT: the kernel had already dropped it.
-                let _ = notifier.inval_entry(fuser::INodeNo(crate::fs::inode::ROOT), &name);
+            let root = fuser::INodeNo(crate::fs::inode::ROOT);
+            for inv in to_invalidate {
+                // Errors only mean the kernel holds nothing to drop (or
+                // the mount is going away).
+                let _ = match inv {
+                    // A negative offset: attributes only, no page cache.
+                    Invalidation::RootAttributes => notifier.inval_inode(root, -1, 0),
+                    Invalidation::Entry(name) => notifier.inval_entry(root, &name),
+                };
             }
         })
         .map_err(|e| MountError::Daemon(format!("cannot start the invalidation thread: {e}")))?;
