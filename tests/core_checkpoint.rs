@@ -408,6 +408,29 @@ fn commit_if_asks_after_the_sync_and_aborts_when_told_no() {
 }
 
 #[test]
+fn a_snapshot_removes_temporaries_a_crashed_snapshot_left() {
+    let t = TestRepo::new();
+    let s = t.create();
+    s.save(b"old").unwrap();
+    // What a writer killed in the middle of a snapshot leaves behind.
+    let stale = s.location().join(".session.snapshot-999999-7");
+    std::fs::write(&stale, b"half a cop").unwrap();
+    let mut w = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    w.write_at(b"new", 0).unwrap();
+    w.commit_snapshot().unwrap();
+    assert!(!stale.exists());
+    assert_eq!(s.load().unwrap(), b"new");
+    w.abort().unwrap();
+    assert_no_next(&s);
+    let mut names: Vec<String> = std::fs::read_dir(s.location())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["io-logs", "session"]);
+}
+
+#[test]
 fn commit_snapshot_commits_what_was_written_and_keeps_writing() {
     let t = TestRepo::new();
     let s = t.create();

@@ -369,6 +369,10 @@ pub struct CheckpointWriter {
 
 static SNAPSHOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Names of the temporaries a snapshot commit makes in the session
+/// directory (see [`CheckpointWriter::commit_snapshot`]).
+const SNAPSHOT_PREFIX: &str = ".session.snapshot-";
+
 impl CheckpointWriter {
     /// Creates `session.next` with `O_EXCL` and flocks it.
     fn take_lock(storage: &Storage, dir: OwnedFd, mode: u32) -> Result<CheckpointWriter> {
@@ -603,8 +607,11 @@ impl CheckpointWriter {
     /// being written. The copy is fsynced and renamed over `session`.
     pub fn commit_snapshot(&self) -> Result<()> {
         self.seam_check(Step::SyncFile)?;
+        // Holding the lock, no other writer can be making a snapshot of
+        // this session: any named temporary is one a crash left behind.
+        self.remove_stale_snapshots();
         let tmp_name: OsString = format!(
-            ".session.snapshot-{}-{}",
+            "{SNAPSHOT_PREFIX}{}-{}",
             std::process::id(),
             SNAPSHOT_COUNTER.fetch_add(1, Ordering::Relaxed)
         )
@@ -613,14 +620,30 @@ impl CheckpointWriter {
         let mode = sys::fstat(self.file.as_fd())
             .map(|st| st.st_mode & 0o7777)
             .map_err(|e| Error::io(Op::Stat, self.next_path(), e))?;
-        let tmp = sys::openat(
+        // The copy is an unnamed file (O_TMPFILE) where the filesystem
+        // allows it, so a crash while it is copied and synced leaves nothing
+        // behind; it is named just before the rename.
+        let (tmp, unnamed) = match sys::openat(
             self.dir.as_fd(),
-            &tmp_name,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            OsStr::new("."),
+            libc::O_TMPFILE | libc::O_RDWR,
             mode,
-        )
-        .map_err(|e| Error::io(Op::CreateCheckpoint, &tmp_path, e))?;
+        ) {
+            Ok(fd) => (fd, true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+                let fd = sys::openat(
+                    self.dir.as_fd(),
+                    &tmp_name,
+                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    mode,
+                )
+                .map_err(|e| Error::io(Op::CreateCheckpoint, &tmp_path, e))?;
+                (fd, false)
+            }
+            Err(e) => return Err(Error::io(Op::CreateCheckpoint, &tmp_path, e)),
+        };
         let tmp = File::from(tmp);
+        let mut named = !unnamed;
         let result = (|| {
             let st = sys::fstat(self.file.as_fd())
                 .map_err(|e| Error::io(Op::Stat, self.next_path(), e))?;
@@ -643,6 +666,11 @@ impl CheckpointWriter {
             sys::fsync(tmp.as_fd()).map_err(|e| Error::io(Op::SyncCheckpoint, &tmp_path, e))?;
             self.seam_check(Step::Rename)?;
             self.verify_own_lock()?;
+            if !named {
+                sys::link_unnamed(tmp.as_fd(), self.dir.as_fd(), &tmp_name)
+                    .map_err(|e| Error::io(Op::CreateCheckpoint, &tmp_path, e))?;
+                named = true;
+            }
             sys::renameat(
                 self.dir.as_fd(),
                 &tmp_name,
@@ -652,10 +680,34 @@ impl CheckpointWriter {
             .map_err(|e| Error::io(Op::RenameCheckpoint, &tmp_path, e))
         })();
         if result.is_err() {
-            let _ = sys::unlinkat(self.dir.as_fd(), &tmp_name, false);
+            if named {
+                let _ = sys::unlinkat(self.dir.as_fd(), &tmp_name, false);
+            }
             return result;
         }
         self.sync_dir_after_rename()
+    }
+
+    /// Removes snapshot temporaries left in the session directory by a
+    /// writer that crashed in the middle of a snapshot. Best effort: they
+    /// are only disk space, hidden from plainbox and from listings of
+    /// checkpoints.
+    fn remove_stale_snapshots(&self) {
+        let Ok(names) = sys::read_dir_names(self.dir.as_fd()) else {
+            return;
+        };
+        for name in names {
+            if std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str())
+                .starts_with(SNAPSHOT_PREFIX.as_bytes())
+                && let Err(e) = sys::unlinkat(self.dir.as_fd(), &name, false)
+                && e.raw_os_error() != Some(libc::ENOENT)
+            {
+                log::warn!(
+                    "cannot remove a stale snapshot {}: {e}",
+                    self.storage.location().join(&name).display()
+                );
+            }
+        }
     }
 
     /// Gives up the checkpoint: removes `session.next` if it is still ours.

@@ -59,6 +59,43 @@ pub fn openat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32, mode: u32) -> io::R
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Gives the unnamed file `file` (opened with `O_TMPFILE`) the name `name`
+/// in `dir`.
+pub fn link_unnamed(file: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: both descriptors are live for the call; the empty path with
+    // AT_EMPTY_PATH names `file` itself.
+    let direct = check(unsafe {
+        libc::linkat(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    });
+    match direct {
+        Ok(_) => Ok(()),
+        // Without CAP_DAC_READ_SEARCH (before Linux 6.10): through /proc.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) => {
+            let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: valid C strings and a live descriptor for the call.
+            check(unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    proc_path.as_ptr(),
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            })
+            .map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the directory `name` under `dir` without following a symlink.
 pub fn open_subdir(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
     openat(
