@@ -8,6 +8,7 @@
 
 use std::ffi::CString;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,14 +55,23 @@ pub struct Row {
 pub fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
     let last = repo.last_session()?;
     let mut rows = Vec::new();
-    for entry in repo.list()? {
+    let entries = repo.list()?;
+    if entries.is_empty() {
+        return Ok(rows);
+    }
+    // One descriptor of the repository and one of each session serve all
+    // the questions asked about it.
+    let repo_dir = repo.open_dir(core::Op::ListRepository)?;
+    for entry in entries {
         let storage = &entry.storage;
-        let info = match storage.checkpoint_info() {
-            Ok(info) => info,
+        let dir = match storage.open_dir_in(repo_dir.as_fd()) {
+            Ok(dir) => dir,
+            // Removed while we were listing.
             Err(core::Error::NoSuchSession { .. }) => continue,
             Err(e) => return Err(e),
         };
-        let locked = match storage.lock_state() {
+        let info = storage.checkpoint_info_in(dir.as_fd())?;
+        let locked = match storage.lock_state_in(dir.as_fd()) {
             Ok(state) => state,
             Err(core::Error::NoSuchSession { .. }) => continue,
             Err(e) => return Err(e),
@@ -91,8 +101,8 @@ pub fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
 /// `sessionfs list`.
 pub fn run(repo: &Repository, args: &ListArgs) -> Result<(), AppError> {
     let rows = rows(repo, args.sort)?;
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    // One write per buffer, not per line.
+    let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let result = if args.json {
         write_json(&rows, &mut out)
     } else {

@@ -177,7 +177,12 @@ impl Storage {
     /// Size and modification time of the committed checkpoint, if any.
     pub fn checkpoint_info(&self) -> Result<Option<CheckpointInfo>> {
         let dir = self.open_dir()?;
-        match sys::lstatat(dir.as_fd(), OsStr::new(SESSION_FILE)) {
+        self.checkpoint_info_in(dir.as_fd())
+    }
+
+    /// [`Storage::checkpoint_info`] in an already open session directory.
+    pub fn checkpoint_info_in(&self, dir: BorrowedFd<'_>) -> Result<Option<CheckpointInfo>> {
+        match sys::lstatat(dir, OsStr::new(SESSION_FILE)) {
             Ok(st) => Ok(Some(CheckpointInfo {
                 size: st.st_size as u64,
                 modified: sys::mtime(&st),
