@@ -612,8 +612,10 @@ impl CheckpointWriter {
     /// being written. The copy is fsynced and renamed over `session`.
     pub fn commit_snapshot(&self) -> Result<()> {
         self.seam_check(Step::SyncFile)?;
-        // Holding the lock, no other writer can be making a snapshot of
-        // this session: any named temporary is one a crash left behind.
+        // Holding the lock (checked: it may have been broken), no other
+        // writer can be making a snapshot of this session: any named
+        // temporary is one a crash left behind.
+        self.verify_own_lock()?;
         self.remove_stale_snapshots();
         let tmp_name: OsString = format!(
             "{SNAPSHOT_PREFIX}{}-{}",

@@ -122,6 +122,13 @@ impl InodeTable {
     /// lookup of a `session` file gets its own inode, so every open of it
     /// has a page cache and a passthrough backing file of its own.
     pub fn intern_fresh(&mut self, key: NodeKey) -> u64 {
+        // An inode the kernel holds no lookup of (one a listing numbered)
+        // would never be forgotten once its key moves on: drop it.
+        if let Some(&old) = self.by_key.get(&key)
+            && self.by_ino.get(&old).is_some_and(|n| n.lookups == 0)
+        {
+            self.by_ino.remove(&old);
+        }
         let ino = self.next;
         self.next += 1;
         self.by_key.insert(key.clone(), ino);

@@ -2001,14 +2001,15 @@ fn failed_error(h: &CheckpointHandle, errno: i32) -> FsError {
 /// once): when it has not, a write may have failed part-way, and the
 /// partial checkpoint must not be committed.
 ///
-/// When the daemon is root (no quota applies to its passthrough writes)
-/// and `fstatvfs` shows plenty of room even for unprivileged users
+/// When the daemon is root and the file is root's (no quota is charged to
+/// another owner) and `fstatvfs` shows plenty of room even for unprivileged users
 /// (`ROOM_MARGIN`), the test allocation would succeed too: it is skipped,
 /// with its cost (a journal transaction, and a truncate that ext4 runs in
 /// full even when the size does not change).
 fn check_room(file: &File, dir: &Path) -> FsResult<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0
+        && sys::fstat(file.as_fd()).is_ok_and(|st| st.st_uid == 0 && st.st_gid == 0)
         && let Ok(vfs) = sys::fstatvfs(file.as_fd())
         && u128::from(vfs.f_bavail) * u128::from(vfs.f_frsize) >= ROOM_MARGIN
     {
@@ -2174,6 +2175,31 @@ mod tests {
         std::fs::remove_dir(dir.path().join("b.session")).unwrap();
         listing(&fs, ROOT, 0);
         assert!(fs.take_vanished().is_empty());
+    }
+
+    #[test]
+    fn listings_of_a_session_leave_no_inodes_behind() {
+        let (dir, fs) = fs_with_sessions(&["a.session"]);
+        std::fs::write(dir.path().join("a.session/session"), b"x").unwrap();
+        let session = fs.lookup(ROOT, OsStr::new("a.session")).unwrap();
+        let mut sizes = Vec::new();
+        for _ in 0..20 {
+            let fh = fs.opendir(session.ino).unwrap();
+            let mut entries = fs.readdir(fh, 0).unwrap();
+            let mut sent = Vec::new();
+            while let Some((_, e)) = entries.next_entry() {
+                if e.name != "." && e.name != ".." {
+                    sent.push(fs.entry_attr(session.ino, e).unwrap().ino);
+                }
+            }
+            fs.releasedir(fh);
+            // The kernel drops what it was sent.
+            for ino in sent {
+                fs.forget(ino, 1);
+            }
+            sizes.push(lock(&fs.inodes).len());
+        }
+        assert!(sizes.windows(2).all(|w| w[0] == w[1]), "{sizes:?}");
     }
 
     #[test]

@@ -38,8 +38,9 @@ const WATCHED: u32 = libc::IN_CREATE
     | libc::IN_ONLYDIR;
 
 /// Starts watching `repo` and sends what the kernel should forget to `tx`
-/// from a thread of its own, which ends when the receiver is gone (or the
-/// watch fails).
+/// from a thread of its own. It lives as long as the daemon's process: it
+/// stops at the first event after the receiver is gone, or if the watch
+/// fails.
 pub fn watch_repository(repo: &Path, tx: Sender<Invalidation>) -> io::Result<()> {
     // SAFETY: inotify_init1 takes only flags; it returns a new descriptor
     // or -1.
