@@ -17,6 +17,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -704,8 +705,7 @@ impl CheckpointWriter {
             return;
         };
         for name in names {
-            if std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str())
-                .starts_with(SNAPSHOT_PREFIX.as_bytes())
+            if name.as_bytes().starts_with(SNAPSHOT_PREFIX.as_bytes())
                 && let Err(e) = sys::unlinkat(self.dir.as_fd(), &name, false)
                 && e.raw_os_error() != Some(libc::ENOENT)
             {

@@ -128,6 +128,14 @@ pub struct DirEntry {
     pub name: OsString,
 }
 
+impl DirEntry {
+    /// Whether the kernel keeps this entry (and counts a lookup of it) when
+    /// a listing hands it over with its attributes: all but `.` and `..`.
+    pub fn is_kept_by_kernel(&self) -> bool {
+        self.name != "." && self.name != ".."
+    }
+}
+
 /// The rest of an open directory's listing, borrowed from its handle.
 #[derive(Debug)]
 pub struct DirEntries {
@@ -1083,7 +1091,7 @@ impl SessionFs {
     /// (READDIRPLUS). Counts a lookup of the entry, except for `.` and `..`,
     /// which the kernel does not keep.
     pub fn entry_attr(&self, parent: u64, entry: &DirEntry) -> FsResult<Attr> {
-        if entry.name == "." || entry.name == ".." {
+        if !entry.is_kept_by_kernel() {
             return self.getattr(entry.ino, None);
         }
         self.lookup_by(parent, &entry.name, 0)
@@ -1696,10 +1704,10 @@ impl SessionFs {
                     // A committed file never changes: it is read without
                     // holding the handle, so the kernel's concurrent
                     // read-ahead requests are served in parallel.
-                    let path = h.storage.location().join(SESSION_FILE);
                     drop(h);
-                    sys::pread_full(reader.as_fd(), buf, offset)
-                        .map_err(|e| FsError::io("read", path, e))?
+                    sys::pread_full(reader.as_fd(), buf, offset).map_err(|e| {
+                        FsError::io("read", lock(m).storage.location().join(SESSION_FILE), e)
+                    })?
                 } else if h.writable {
                     // Committed and not writing: read what was committed.
                     match h.storage.open_checkpoint()? {
@@ -1815,10 +1823,7 @@ impl SessionFs {
         let dying_pid = dying.as_ref().map_or(0, |d| d.pid);
         let committed = writer.commit_if(|| !dying.is_some_and(DyingCheck::answer))?;
         if !committed {
-            log::warn!(
-                "writer {dying_pid} of {} was killed by a signal: its checkpoint is discarded",
-                h.storage.location().display()
-            );
+            log_discarded(dying_pid, h);
             return Ok(());
         }
         h.sealed = seal.map(|f| {
@@ -1952,12 +1957,16 @@ impl SessionFs {
     }
 }
 
-/// Discards the checkpoint of a writer killed by a signal.
-fn discard_dying(h: &mut CheckpointHandle, pid: u32) -> FsResult<()> {
+fn log_discarded(pid: u32, h: &CheckpointHandle) {
     log::warn!(
         "writer {pid} of {} was killed by a signal: its checkpoint is discarded",
         h.storage.location().display()
     );
+}
+
+/// Discards the checkpoint of a writer killed by a signal.
+fn discard_dying(h: &mut CheckpointHandle, pid: u32) -> FsResult<()> {
+    log_discarded(pid, h);
     h.truncate_pending = false;
     h.dirty = false;
     if let Some(writer) = h.writer.take() {
@@ -2188,7 +2197,7 @@ mod tests {
             let mut entries = fs.readdir(fh, 0).unwrap();
             let mut sent = Vec::new();
             while let Some((_, e)) = entries.next_entry() {
-                if e.name != "." && e.name != ".." {
+                if e.is_kept_by_kernel() {
                     sent.push(fs.entry_attr(session.ino, e).unwrap().ino);
                 }
             }

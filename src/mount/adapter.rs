@@ -605,7 +605,7 @@ impl Filesystem for Adapter {
                     return reply.error(errno("readdir", &err));
                 }
             };
-            let counted = e.name != "." && e.name != "..";
+            let counted = e.is_kept_by_kernel();
             if reply.add(
                 INodeNo(a.ino),
                 next,

@@ -652,6 +652,20 @@ fn umount_lazy(path: &Path) {
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// Unmounts `mnt` if it is mounted, lazily when it is busy.
+fn unmount_if_mounted(mnt: &Path) {
+    if is_mounted(mnt) {
+        let ok = Command::new("umount")
+            .arg(mnt)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            umount_lazy(mnt);
+        }
+    }
+}
+
 /// A fresh scratch directory under `target/test-tmp` (removed on drop).
 pub fn scratch(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -795,16 +809,7 @@ impl LoopFs {
 
 impl Drop for LoopFs {
     fn drop(&mut self) {
-        if is_mounted(&self.mnt) {
-            let ok = Command::new("umount")
-                .arg(&self.mnt)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                umount_lazy(&self.mnt);
-            }
-        }
+        unmount_if_mounted(&self.mnt);
         for _ in 0..20 {
             let ok = Command::new("losetup")
                 .arg("-d")
@@ -886,16 +891,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        if is_mounted(&self.mnt) {
-            let ok = Command::new("umount")
-                .arg(&self.mnt)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                umount_lazy(&self.mnt);
-            }
-        }
+        unmount_if_mounted(&self.mnt);
     }
 }
 
