@@ -507,6 +507,7 @@ fn op_for(step: Step) -> Op {
         Step::SyncFile => Op::SyncCheckpoint,
         Step::Rename => Op::RenameCheckpoint,
         Step::SyncDir => Op::SyncDirectory,
+        Step::MakeWellKnownDirs | Step::SyncRepository => panic!("{step:?} is not a commit step"),
     }
 }
 

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::repo::{TestRepo, assert_no_next, id_of, scratch_dir, set_mtime};
 use sessionfs::core::name::utc_timestamp;
 use sessionfs::core::{
-    BeginOptions, Error, LAST_SESSION_LINK, NameProblem, Repository, Start, WELL_KNOWN_DIRS,
+    BeginOptions, Error, FailStep, LAST_SESSION_LINK, NameProblem, NewSession, Repository,
+    SessionName, Start, Step, WELL_KNOWN_DIRS,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -831,4 +832,109 @@ fn non_utf8_session_names_are_listed_and_opened() {
     assert_eq!(s.load().unwrap(), b"bytes");
     t.repo().remove(id).unwrap();
     assert!(t.repo().list().unwrap().is_empty());
+}
+
+// ---------------------------------------------------------- create_session
+
+#[test]
+fn create_session_makes_the_named_session_with_its_well_known_dirs() {
+    let t = TestRepo::new();
+    let name = SessionName::new(OsStr::new("named.session")).unwrap();
+    let storage = t
+        .repo()
+        .create_session(name, NewSession::default())
+        .expect("create_session");
+    assert_eq!(storage.id(), OsStr::new("named"));
+    for wk in sessionfs::core::WELL_KNOWN_DIRS {
+        assert!(storage.location().join(wk).is_dir(), "{wk} missing");
+    }
+    assert_eq!(ids(t.repo()), vec!["named".to_string()]);
+}
+
+#[test]
+fn create_session_of_an_existing_name_is_eexist_and_keeps_what_is_there() {
+    let t = TestRepo::new();
+    let name = SessionName::new(OsStr::new("taken.session")).unwrap();
+    let first = t
+        .repo()
+        .create_session(name.clone(), NewSession::default())
+        .unwrap();
+    first.save(b"kept").unwrap();
+    let err = t
+        .repo()
+        .create_session(name, NewSession::default())
+        .expect_err("a second create of one name must fail");
+    assert_eq!(
+        err.io_kind(),
+        Some(std::io::ErrorKind::AlreadyExists),
+        "{err}"
+    );
+    assert_eq!(first.load().unwrap(), b"kept");
+}
+
+#[test]
+fn create_session_gives_the_session_and_its_dirs_to_the_owner() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test runs as root (scripts/test.sh is run as root in CI)");
+    }
+    use std::os::unix::fs::MetadataExt;
+    let t = TestRepo::new();
+    let name = SessionName::new(OsStr::new("owned.session")).unwrap();
+    let how = NewSession {
+        mode: 0o750,
+        owner: Some((4321, 4322)),
+    };
+    let storage = t.repo().create_session(name, how).unwrap();
+    let meta = std::fs::metadata(storage.location()).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (4321, 4322));
+    assert_eq!(meta.mode() & 0o7777, 0o750 & !current_umask());
+    for wk in sessionfs::core::WELL_KNOWN_DIRS {
+        let meta = std::fs::metadata(storage.location().join(wk)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4321, 4322), "{wk}");
+    }
+}
+
+fn current_umask() -> u32 {
+    // SAFETY: umask has no preconditions; it is set back at once.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old as u32
+    }
+}
+
+#[test]
+fn a_failed_create_session_leaves_nothing_behind() {
+    for step in Step::CREATE_SESSION {
+        let dir = scratch_dir();
+        let repo = Repository::with_seam(dir.path(), Arc::new(FailStep::new(step, libc::EIO, 1)));
+        let name = SessionName::new(OsStr::new("half.session")).unwrap();
+        let err = repo
+            .create_session(name, NewSession::default())
+            .expect_err("the injected failure must fail the create");
+        assert_eq!(
+            err.io_kind(),
+            Some(std::io::Error::from_raw_os_error(libc::EIO).kind()),
+            "{step:?}: {err}"
+        );
+        assert!(
+            !dir.path().join("half.session").exists(),
+            "{step:?}: the half-made session was left behind"
+        );
+        assert!(ids(&repo).is_empty(), "{step:?}");
+    }
+}
+
+#[test]
+fn a_failed_timestamped_create_leaves_nothing_behind() {
+    for step in Step::CREATE_SESSION {
+        let dir = scratch_dir();
+        let repo =
+            Repository::with_seam(dir.path(), Arc::new(FailStep::new(step, libc::ENOSPC, 1)));
+        repo.create("pbox-", false)
+            .expect_err("the injected failure must fail the create");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{step:?}: left {left:?}");
+    }
 }

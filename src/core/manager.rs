@@ -10,7 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
 use super::error::{Error, Result};
-use super::repo::Repository;
+use super::repo::{NewSession, Repository};
 use super::storage::Storage;
 
 /// Application state that can be suspended into checkpoint bytes and
@@ -67,7 +67,7 @@ impl<S: SessionState> SessionManager<S> {
     /// Reopens a session from its last checkpoint.
     pub fn load(storage: Storage) -> std::result::Result<Self, LoadError<S::Error>> {
         storage
-            .populate_well_known_dirs()
+            .populate_well_known_dirs(None)
             .map_err(LoadError::Storage)?;
         let data = storage.load().map_err(LoadError::Storage)?;
         let state = S::resume(&data).map_err(LoadError::State)?;
@@ -156,21 +156,17 @@ impl SessionStore for RepositoryStore {
             Ok(storage) => storage,
             Err(Error::NoSuchSession { .. }) => {
                 let name = super::name::SessionName::from_id(id)?;
-                let dir = self.repo.open_or_create_dir()?;
-                match super::sys::mkdirat(std::os::fd::AsFd::as_fd(&dir), name.as_os_str(), 0o777) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) => {
-                        return Err(Error::io(
-                            super::error::Op::CreateSession,
-                            self.repo.location().join(name.as_os_str()),
-                            e,
-                        ));
+                match self
+                    .repo
+                    .create_session(name.clone(), NewSession::default())
+                {
+                    Ok(storage) => storage,
+                    // Another process made it meanwhile: save into it.
+                    Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
+                        self.repo.open(name.id())?
                     }
+                    Err(e) => return Err(e),
                 }
-                let storage = self.repo.storage(name);
-                storage.populate_well_known_dirs()?;
-                storage
             }
             Err(e) => return Err(e),
         };

@@ -6,6 +6,7 @@ pub mod error;
 pub mod manager;
 pub mod name;
 pub mod repo;
+mod repo_dir;
 pub mod seam;
 pub mod storage;
 pub mod sys;
@@ -13,7 +14,7 @@ pub mod sys;
 pub use error::{Error, NameProblem, Op, Result};
 pub use manager::{RepositoryStore, SessionManager, SessionState, SessionStore};
 pub use name::SessionName;
-pub use repo::{DEFAULT_PREFIX, LAST_SESSION_LINK, Repository, SessionEntry};
+pub use repo::{DEFAULT_PREFIX, LAST_SESSION_LINK, NewSession, Repository, SessionEntry};
 pub use seam::{FailStep, FaultSeam, NoFaults, Step};
 pub use storage::{
     BeginOptions, CheckpointInfo, CheckpointWriter, LockState, SESSION_FILE, SESSION_NEXT_FILE,

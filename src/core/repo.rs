@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use super::error::{Error, Op, Result};
 use super::name::{self, SessionName};
-use super::seam::{FaultSeam, NoFaults};
+use super::repo_dir::RepoDir;
+use super::seam::{FaultSeam, NoFaults, Step};
 use super::storage::Storage;
 use super::sys;
 
@@ -26,6 +27,26 @@ use super::sys;
 pub const LAST_SESSION_LINK: &str = "last-session";
 /// The prefix of new session names when none is given.
 pub const DEFAULT_PREFIX: &str = "pbox-";
+
+/// How [`Repository::create_session`] makes a session directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewSession {
+    /// The session directory's mode (the umask applies).
+    pub mode: u32,
+    /// The user and group the session directory and its well-known
+    /// directories are given, when they must belong to someone other than
+    /// this process (a root daemon making a session for the user who asked).
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Default for NewSession {
+    fn default() -> NewSession {
+        NewSession {
+            mode: 0o777,
+            owner: None,
+        }
+    }
+}
 
 /// An entry of a repository listing.
 #[derive(Debug, Clone)]
@@ -36,16 +57,10 @@ pub struct SessionEntry {
     pub modified: SystemTime,
 }
 
-#[derive(Debug)]
-struct Inner {
-    location: PathBuf,
-    seam: Arc<dyn FaultSeam>,
-}
-
 /// A session repository at a location (which need not exist yet).
 #[derive(Debug, Clone)]
 pub struct Repository {
-    inner: Arc<Inner>,
+    dir: Arc<RepoDir>,
 }
 
 static LINK_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -60,10 +75,8 @@ impl Repository {
     /// A repository whose commits consult `seam` before every step (tests
     /// inject faults this way).
     pub fn with_seam(location: impl Into<PathBuf>, seam: Arc<dyn FaultSeam>) -> Repository {
-        let location = location.into();
-        let location = std::path::absolute(&location).unwrap_or(location);
         Repository {
-            inner: Arc::new(Inner { location, seam }),
+            dir: Arc::new(RepoDir::new(location.into(), seam)),
         }
     }
 
@@ -87,42 +100,23 @@ impl Repository {
     }
 
     pub fn location(&self) -> &Path {
-        &self.inner.location
-    }
-
-    pub(crate) fn seam(&self) -> &dyn FaultSeam {
-        self.inner.seam.as_ref()
+        self.dir.location()
     }
 
     /// Checks the location: a missing directory is fine (it is created on
     /// demand), anything else that is not a directory is an error.
     pub fn check(&self) -> Result<()> {
-        match std::fs::metadata(self.location()) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(Error::NotARepository {
-                path: self.location().to_path_buf(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(Op::OpenRepository, self.location(), e)),
-        }
+        self.dir.check()
     }
 
     /// Opens the repository directory.
     pub fn open_dir(&self, op: Op) -> Result<OwnedFd> {
-        sys::open_dir_path(self.location()).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTDIR) => Error::NotARepository {
-                path: self.location().to_path_buf(),
-            },
-            _ => Error::io(op, self.location(), e),
-        })
+        self.dir.open(op)
     }
 
     /// Opens the repository directory, creating it (and its parents) first.
     pub fn open_or_create_dir(&self) -> Result<OwnedFd> {
-        self.check()?;
-        std::fs::create_dir_all(self.location())
-            .map_err(|e| Error::io(Op::CreateRepository, self.location(), e))?;
-        self.open_dir(Op::CreateRepository)
+        self.dir.open_or_create()
     }
 
     /// The sessions, youngest first (by the directory's mtime, then name).
@@ -169,7 +163,7 @@ impl Repository {
                 continue;
             };
             entries.push(SessionEntry {
-                storage: Storage::new(self.clone(), session_name),
+                storage: Storage::new(self.dir.clone(), session_name),
                 modified: sys::mtime(&st),
             });
         }
@@ -189,7 +183,7 @@ impl Repository {
 
     /// The storage of an existing session, by directory name.
     pub fn open_name(&self, name: SessionName) -> Result<Storage> {
-        let storage = Storage::new(self.clone(), name);
+        let storage = Storage::new(self.dir.clone(), name);
         let missing = || Error::NoSuchSession {
             path: storage.location(),
         };
@@ -208,7 +202,58 @@ impl Repository {
 
     /// A storage handle for a name, without checking that it exists.
     pub fn storage(&self, name: SessionName) -> Storage {
-        Storage::new(self.clone(), name)
+        Storage::new(self.dir.clone(), name)
+    }
+
+    /// Creates the session `name` with its well-known directories, durably
+    /// (the repository directory is fsynced before this returns). An
+    /// existing entry of that name is an [`Error::Io`] whose source is
+    /// `EEXIST`: `mkdir` is atomic, so of two processes racing for a name
+    /// exactly one gets it. Nothing is left half-made: when any step after
+    /// the `mkdir` fails, the new directory is removed again.
+    pub fn create_session(&self, name: SessionName, how: NewSession) -> Result<Storage> {
+        let dir = self.open_or_create_dir()?;
+        self.create_session_in(dir.as_fd(), name, how)
+    }
+
+    fn create_session_in(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: SessionName,
+        how: NewSession,
+    ) -> Result<Storage> {
+        let path = self.location().join(name.as_os_str());
+        sys::mkdirat(dir, name.as_os_str(), how.mode & 0o7777)
+            .map_err(|e| Error::io(Op::CreateSession, &path, e))?;
+        let storage = Storage::new(self.dir.clone(), name);
+        let made = (|| {
+            if let Some((uid, gid)) = how.owner {
+                sys::lchownat(dir, storage.name().as_os_str(), uid, gid)
+                    .map_err(|e| Error::io(Op::SetOwnerAndMode, &path, e))?;
+            }
+            self.seam_check(Step::MakeWellKnownDirs, &path, Op::CreateSession)?;
+            storage.populate_well_known_dirs(how.owner)?;
+            self.seam_check(Step::SyncRepository, self.location(), Op::SyncDirectory)?;
+            sys::fsync(dir).map_err(|e| Error::io(Op::SyncDirectory, self.location(), e))
+        })();
+        if let Err(e) = made {
+            if let Err(undo) = sys::remove_tree_at(dir, storage.name().as_os_str()) {
+                log::warn!(
+                    "cannot remove the half-made session {}: {undo}",
+                    path.display()
+                );
+            }
+            return Err(e);
+        }
+        log::debug!("created session {}", path.display());
+        Ok(storage)
+    }
+
+    fn seam_check(&self, step: Step, path: &Path, op: Op) -> Result<()> {
+        self.dir
+            .seam()
+            .before(step, path)
+            .map_err(|e| Error::io(op, path, e))
     }
 
     /// Creates a new session named `slug(prefix)` + UTC time, with a `_(N)`
@@ -223,21 +268,12 @@ impl Repository {
         let storage = loop {
             let candidate = name::candidate_name(&slug, &stamp, uniq);
             let name = SessionName::new(&candidate)?;
-            // mkdir is atomic: of two processes racing for a name, exactly
-            // one gets it and the other moves on to the next suffix.
-            match sys::mkdirat(dir.as_fd(), &candidate, 0o777) {
-                Ok(()) => break Storage::new(self.clone(), name),
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => uniq += 1,
-                Err(e) => {
-                    return Err(Error::io(
-                        Op::CreateSession,
-                        self.location().join(&candidate),
-                        e,
-                    ));
-                }
+            match self.create_session_in(dir.as_fd(), name, NewSession::default()) {
+                Ok(storage) => break storage,
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => uniq += 1,
+                Err(e) => return Err(e),
             }
         };
-        storage.populate_well_known_dirs()?;
         if legacy {
             let previous = self.last_session_in(dir.as_fd())?;
             self.point_last_session_in(dir.as_fd(), storage.name())?;
@@ -254,8 +290,10 @@ impl Repository {
                 }
             }
         }
-        sys::fsync(dir.as_fd()).map_err(|e| Error::io(Op::SyncDirectory, self.location(), e))?;
-        log::debug!("created session {}", storage.location().display());
+        if legacy {
+            sys::fsync(dir.as_fd())
+                .map_err(|e| Error::io(Op::SyncDirectory, self.location(), e))?;
+        }
         Ok(storage)
     }
 
@@ -308,7 +346,7 @@ impl Repository {
             return Ok(None);
         };
         match sys::lstatat(dir, name.as_os_str()) {
-            Ok(st) if sys::is_dir(&st) => Ok(Some(Storage::new(self.clone(), name))),
+            Ok(st) if sys::is_dir(&st) => Ok(Some(Storage::new(self.dir.clone(), name))),
             Ok(_) => Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(Error::io(

@@ -1,7 +1,7 @@
 //! The fault seam under the commit protocol.
 //!
-//! Every step of a checkpoint commit asks the repository's [`FaultSeam`]
-//! before it runs; the production seam ([`NoFaults`]) always says go. Tests
+//! Every step of a checkpoint commit, and of making a session, asks the
+//! repository's [`FaultSeam`] before it runs; the production seam ([`NoFaults`]) always says go. Tests
 //! install a seam that fails a chosen step, which proves that a failure
 //! between any two steps leaves the previous checkpoint intact and no
 //! `session.next` behind.
@@ -11,7 +11,8 @@ use std::io;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// One step of the commit protocol, in the order they run.
+/// One step of the commit protocol ([`Step::ALL`], in the order they run)
+/// or of making a session ([`Step::CREATE_SESSION`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
     /// `openat(session.next, O_CREAT|O_EXCL)`.
@@ -24,6 +25,10 @@ pub enum Step {
     Rename,
     /// `fsync` of the session directory.
     SyncDir,
+    /// Making a new session's well-known directories.
+    MakeWellKnownDirs,
+    /// `fsync` of the repository directory after a session was made.
+    SyncRepository,
 }
 
 impl Step {
@@ -34,6 +39,7 @@ impl Step {
         Step::Rename,
         Step::SyncDir,
     ];
+    pub const CREATE_SESSION: [Step; 2] = [Step::MakeWellKnownDirs, Step::SyncRepository];
 }
 
 /// Decides whether a step may run; an `Err` is reported as that step's

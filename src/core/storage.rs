@@ -19,12 +19,13 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::error::{Error, Op, Result};
 use super::name::SessionName;
-use super::repo::Repository;
+use super::repo_dir::RepoDir;
 use super::seam::Step;
 use super::sys;
 
@@ -89,17 +90,13 @@ pub struct CheckpointInfo {
 /// A session directory inside a repository.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    repo: Repository,
+    repo: Arc<RepoDir>,
     name: SessionName,
 }
 
 impl Storage {
-    pub(crate) fn new(repo: Repository, name: SessionName) -> Storage {
+    pub(crate) fn new(repo: Arc<RepoDir>, name: SessionName) -> Storage {
         Storage { repo, name }
-    }
-
-    pub fn repository(&self) -> &Repository {
-        &self.repo
     }
 
     pub fn name(&self) -> &SessionName {
@@ -122,7 +119,7 @@ impl Storage {
 
     /// Opens the session directory (never through a symlink).
     pub fn open_dir(&self) -> Result<OwnedFd> {
-        let repo = self.repo.open_dir(Op::OpenSession)?;
+        let repo = self.repo.open(Op::OpenSession)?;
         self.open_dir_in(repo.as_fd())
     }
 
@@ -324,7 +321,7 @@ impl Storage {
     /// Deletes the session directory and everything in it, never following
     /// a symlink out of it.
     pub fn remove(&self) -> Result<()> {
-        let repo = self.repo.open_dir(Op::RemoveSession)?;
+        let repo = self.repo.open(Op::RemoveSession)?;
         match sys::remove_tree_at(repo.as_fd(), self.name.as_os_str()) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(Error::NoSuchSession {
@@ -335,14 +332,18 @@ impl Storage {
     }
 
     /// Creates the well-known directories inside the session (existing ones
-    /// are kept).
-    pub fn populate_well_known_dirs(&self) -> Result<()> {
+    /// are kept), given to `owner` when one is named.
+    pub fn populate_well_known_dirs(&self, owner: Option<(u32, u32)>) -> Result<()> {
         let dir = self.open_dir()?;
         for name in WELL_KNOWN_DIRS {
             match sys::mkdirat(dir.as_fd(), OsStr::new(name), 0o755) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
                 Err(e) => return Err(Error::io(Op::CreateSession, self.path_of(name), e)),
+            }
+            if let Some((uid, gid)) = owner {
+                sys::lchownat(dir.as_fd(), OsStr::new(name), uid, gid)
+                    .map_err(|e| Error::io(Op::SetOwnerAndMode, self.path_of(name), e))?;
             }
         }
         Ok(())
@@ -491,11 +492,18 @@ impl CheckpointWriter {
             Step::Write => Op::WriteCheckpoint,
             Step::SyncFile => Op::SyncCheckpoint,
             Step::Rename => Op::RenameCheckpoint,
-            Step::SyncDir => Op::SyncDirectory,
+            Step::SyncDir | Step::SyncRepository => Op::SyncDirectory,
+            // Not a step of a commit; named for completeness only.
+            Step::MakeWellKnownDirs => Op::CreateSession,
         };
         let path = match step {
             Step::SyncDir => self.storage.location(),
-            Step::CreateNext | Step::Write | Step::SyncFile | Step::Rename => self.next_path(),
+            Step::CreateNext
+            | Step::Write
+            | Step::SyncFile
+            | Step::Rename
+            | Step::MakeWellKnownDirs
+            | Step::SyncRepository => self.next_path(),
         };
         self.storage.seam_check(step, &path, op)
     }

@@ -1136,7 +1136,7 @@ impl SessionFs {
                 let made = (|| {
                     chown_new(self.repo_fd(), name, caller)
                         .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
-                    storage.populate_well_known_dirs()?;
+                    storage.populate_well_known_dirs(None)?;
                     let dir = self.session_dir(name)?;
                     for wk in core::WELL_KNOWN_DIRS {
                         chown_new(dir.as_fd(), OsStr::new(wk), caller)
