@@ -6,13 +6,21 @@
 # - Python's plainbox 0.38 in a venv (.venv-plainbox, or $PLAINBOX_VENV), the
 #   reference implementation the compatibility tests check against.
 # The mount tests need /dev/fuse: without it this script fails, it never
-# skips them.
+# skips them. As root it gives /dev/fuse the standard mode 0666 where it
+# lacks it, so the tests can mount as an ordinary user too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -c /dev/fuse ]; then
     echo "test.sh: /dev/fuse is missing: the mount tests cannot run here" >&2
     exit 1
+fi
+
+# Ordinary users mount through the setuid fusermount3, which needs the mode
+# a standard system gives /dev/fuse (0666); some machines ship it 0600.
+if [ "$(id -u)" -eq 0 ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+    echo "test.sh: giving /dev/fuse the standard mode 0666 (for the unprivileged mount tests)" >&2
+    chmod 0666 /dev/fuse
 fi
 
 need_pkgs=()

@@ -540,7 +540,14 @@ fn every_failing_step_fails_the_save_and_names_the_path_and_operation() {
             (_, Error::Io { op, path, source }) => {
                 assert_eq!(*op, op_for(step), "{step:?}");
                 assert!(msg.contains(&op.to_string()), "{step:?}: {msg}");
-                assert_eq!(path, &next_path(&s), "{step:?}");
+                if step == Step::CreateNext {
+                    assert_eq!(path, &next_path(&s), "{step:?}");
+                } else {
+                    // The data is written to a uniquely named temporary.
+                    assert_eq!(path.parent(), Some(s.location().as_path()), "{step:?}");
+                    let name = path.file_name().unwrap().to_string_lossy();
+                    assert!(name.starts_with(".session.tmp-"), "{step:?}: {name}");
+                }
                 assert_eq!(source.raw_os_error(), Some(libc::EIO));
                 assert_eq!(s.load().unwrap(), b"previous", "{step:?}");
                 assert_eq!(mode_of(&session_path(&s)) & 0o777, 0o644 & !process_umask());
@@ -830,7 +837,8 @@ fn concurrent_command_line_checkpoints_never_mix() {
 // ---------------------------------------------------------------- break lock
 
 /// A child process that takes the lock the way a writer does (O_EXCL +
-/// flock) and sleeps; killed when dropped.
+/// a POSIX record lock, which conflicts with open file description locks)
+/// and sleeps; killed when dropped.
 struct LockHolder {
     child: Child,
 }
@@ -843,7 +851,7 @@ impl LockHolder {
                 "import fcntl, os, sys, time\n\
                  fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)\n\
                  os.write(fd, b'partial')\n\
-                 fcntl.flock(fd, fcntl.LOCK_EX)\n\
+                 fcntl.lockf(fd, fcntl.LOCK_EX)\n\
                  print('ready', flush=True)\n\
                  time.sleep(120)\n",
             )
@@ -919,7 +927,7 @@ fn break_lock_refuses_a_live_writer_in_this_process_unless_forced() {
     assert!(next_path(&s).exists());
 
     assert!(s.break_lock(true).unwrap());
-    assert_no_next(&s);
+    assert!(!next_path(&s).exists());
     // The broken writer cannot commit: its data never becomes the checkpoint.
     match w.commit() {
         Err(Error::LockLost { .. }) => {}
@@ -1265,4 +1273,105 @@ fn the_repository_store_is_safe_across_threads() {
         assert_eq!(data[0] % 2, n);
         assert_no_next(&t.repo().open(&id).unwrap());
     }
+}
+
+// ------------------------------------------------- temporaries and the lock
+
+fn temporaries(s: &Storage) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(s.location())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".session.tmp-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_data_goes_to_a_unique_temporary_and_session_next_stays_the_lock() {
+    let t = TestRepo::new();
+    let s = t.create();
+    s.save(b"previous").unwrap();
+    let mut w = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    w.write_at(b"new data", 0).unwrap();
+    // plainbox and Checkbox see the lock they know; the data is elsewhere.
+    assert!(next_path(&s).exists());
+    assert_eq!(std::fs::read(next_path(&s)).unwrap(), b"");
+    let temps = temporaries(&s);
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    assert_eq!(
+        std::fs::read(s.location().join(&temps[0])).unwrap(),
+        b"new data"
+    );
+    assert_eq!(s.lock_state().unwrap(), LockState::Held);
+    w.commit().unwrap();
+    assert_eq!(s.load().unwrap(), b"new data");
+    assert_no_next(&s);
+}
+
+#[test]
+fn a_temporary_a_crash_left_is_removed_by_the_next_writer() {
+    let t = TestRepo::new();
+    let s = t.create();
+    s.save(b"previous").unwrap();
+    let stale = s.location().join(".session.tmp-otherhost-4242-0-17");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    let old_style = s.location().join(".session.snapshot-999-1");
+    std::fs::write(&old_style, b"half a copy").unwrap();
+    s.save(b"next").unwrap();
+    assert!(
+        !stale.exists(),
+        "the crashed writer's temporary is still there"
+    );
+    assert!(!old_style.exists());
+    assert_eq!(s.load().unwrap(), b"next");
+    assert_no_next(&s);
+}
+
+#[test]
+fn the_temporary_of_a_live_writer_whose_lock_was_broken_is_left_to_it() {
+    let t = TestRepo::new();
+    let s = t.create();
+    s.save(b"previous").unwrap();
+    let mut victim = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    victim.write_at(b"victim", 0).unwrap();
+    assert!(s.break_lock(true).unwrap());
+    // The victim's temporary is locked, so neither the break nor the next
+    // writer's clean-up removes it from under it.
+    assert_eq!(temporaries(&s).len(), 1);
+    let mut next = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    next.write_at(b"winner", 0).unwrap();
+    assert_eq!(temporaries(&s).len(), 2);
+    match victim.commit() {
+        Err(Error::LockLost { .. }) => {}
+        other => panic!("the broken writer must not commit, got {other:?}"),
+    }
+    assert_eq!(temporaries(&s).len(), 1, "the victim left its temporary");
+    next.commit().unwrap();
+    assert_eq!(s.load().unwrap(), b"winner");
+    assert_no_next(&s);
+}
+
+#[test]
+fn a_lock_break_between_writers_never_puts_a_partial_file_in_place() {
+    // A streams, B breaks A's lock, C takes the lock and streams, A tries
+    // to commit: A fails, and `session` is only ever a whole checkpoint.
+    let t = TestRepo::new();
+    let s = t.create();
+    s.save(b"previous").unwrap();
+    let mut a = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    a.write_at(b"A's whole checkpoint", 0).unwrap();
+    assert!(s.break_lock(true).unwrap());
+    let mut c = s.begin(BeginOptions::new(Start::Empty)).unwrap();
+    c.write_at(b"C's part", 0).unwrap();
+    assert!(
+        a.commit().is_err(),
+        "A's lock was broken: it must not report success"
+    );
+    assert_eq!(s.load().unwrap(), b"previous");
+    c.write_at(b"C's whole checkpoint", 0).unwrap();
+    c.commit().unwrap();
+    assert_eq!(s.load().unwrap(), b"C's whole checkpoint");
+    assert_no_next(&s);
 }

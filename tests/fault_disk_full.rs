@@ -44,10 +44,8 @@ fn assert_old_intact(repo: &Path) {
         Ok(Some(OLD)),
         "the previous checkpoint did not survive the failed commit"
     );
-    assert!(
-        !repo.join("full.session/session.next").exists(),
-        "session.next was left after a failed commit"
-    );
+    let left = common::mount::leftover_locks(repo);
+    assert!(left.is_empty(), "left after a failed commit: {left:?}");
 }
 
 #[test]
@@ -68,7 +66,7 @@ fn a_full_disk_fails_a_command_line_checkpoint_clearly_and_keeps_the_old_one() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_clear_error(
         &out.stderr,
-        &["No space left on device", "full.session/session.next"],
+        &["No space left on device", "full.session/.session.tmp-"],
     );
     assert_old_intact(&full.repo);
     // From stdin too.

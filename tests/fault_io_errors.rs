@@ -57,6 +57,13 @@ fn assert_old_and_unlocked(repo: &Path) {
         !repo.join("s.session/session.next").exists(),
         "session.next was left behind"
     );
+    let temps: Vec<_> = std::fs::read_dir(repo.join("s.session"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".session.tmp-"))
+        .collect();
+    assert!(temps.is_empty(), "temporaries left behind: {temps:?}");
 }
 
 /// `strace -f -qq -o /dev/null FILTER… sessionfs --repo R checkpoint s INPUT`.
@@ -88,7 +95,7 @@ fn the_command_line_reports_every_failing_commit_step_and_keeps_the_old_checkpoi
         &out.stderr,
         &[
             "cannot fsync checkpoint",
-            "s.session/session.next",
+            "s.session/.session.tmp-",
             "Input/output error",
         ],
     );

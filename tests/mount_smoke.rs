@@ -42,5 +42,15 @@ fn the_mount_reads_ahead_a_full_request() {
         libc::major(dev),
         libc::minor(dev)
     );
-    assert_eq!(fs::read_to_string(&knob).unwrap().trim(), "1024", "{knob}");
+    // The fixture sees the mount as soon as the kernel lists it; the daemon
+    // raises the read-ahead just after, before it reports itself ready.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = fs::read_to_string(&knob).unwrap();
+        if now.trim() == "1024" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{knob}: {now}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

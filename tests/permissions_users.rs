@@ -7,75 +7,11 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::fs_helpers::*;
 use common::mount::Mounted;
-
-/// A system user made for this test, deleted on drop.
-struct User {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl User {
-    fn create(tag: &str) -> User {
-        require_tool("useradd", "passwd");
-        require_tool("setpriv", "util-linux");
-        let name = format!("sfs{tag}{}", std::process::id());
-        let _ = Command::new("userdel").arg(&name).output();
-        must(
-            Command::new("useradd")
-                .args(["--system", "--no-create-home", "--user-group", "--shell"])
-                .arg("/usr/sbin/nologin")
-                .arg(&name),
-        );
-        let id = |flag: &str| -> u32 {
-            let out = must(Command::new("id").arg(flag).arg(&name));
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        assert_ne!(uid, 0);
-        User { name, uid, gid }
-    }
-
-    /// Runs `cmd args…` as this user (no supplementary groups, no
-    /// capabilities).
-    fn run(&self, cmd: &str, args: &[&Path]) -> Output {
-        run_cmd(
-            Command::new("setpriv")
-                .arg(format!("--reuid={}", self.uid))
-                .arg(format!("--regid={}", self.gid))
-                .arg("--clear-groups")
-                .arg("--")
-                .arg(cmd)
-                .args(args),
-        )
-    }
-
-    fn sh(&self, script: &str, args: &[&Path]) -> Output {
-        run_cmd(
-            Command::new("setpriv")
-                .arg(format!("--reuid={}", self.uid))
-                .arg(format!("--regid={}", self.gid))
-                .arg("--clear-groups")
-                .arg("--")
-                .arg("sh")
-                .arg("-c")
-                .arg(script)
-                .arg("sh")
-                .args(args),
-        )
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).output();
-    }
-}
+use common::users::User;
 
 fn denied(out: &Output) -> bool {
     !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Permission denied")

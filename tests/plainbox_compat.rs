@@ -338,7 +338,7 @@ fn a_lock_left_by_plainbox_locks_out_sessionfs() {
     plainbox_ok(["save", repo_arg(&t), &id, input.to_str().unwrap()]);
     let storage = t.repo().open(OsStr::new(&id)).unwrap();
     // What an interrupted plainbox save leaves: a plain session.next, with
-    // no flock on it.
+    // no lock on it.
     let next = storage.location().join(SESSION_NEXT_FILE);
     std::fs::write(&next, b"plainbox partial").unwrap();
 

@@ -10,6 +10,7 @@ mod repo_dir;
 pub mod seam;
 pub mod storage;
 pub mod sys;
+pub mod writer;
 
 pub use error::{Error, NameProblem, Op, Result};
 pub use manager::{RepositoryStore, SessionManager, SessionState, SessionStore};
@@ -17,6 +18,7 @@ pub use name::SessionName;
 pub use repo::{DEFAULT_PREFIX, LAST_SESSION_LINK, NewSession, Repository, SessionEntry};
 pub use seam::{FailStep, FaultSeam, NoFaults, Step};
 pub use storage::{
-    BeginOptions, CheckpointInfo, CheckpointWriter, LockState, SESSION_FILE, SESSION_NEXT_FILE,
-    Start, Storage, WELL_KNOWN_DIRS,
+    BeginOptions, CheckpointInfo, LockState, SESSION_FILE, SESSION_NEXT_FILE, Start, Storage,
+    WELL_KNOWN_DIRS,
 };
+pub use writer::{CheckpointWriter, is_checkpoint_temporary};

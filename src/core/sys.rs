@@ -210,25 +210,58 @@ pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// What `flock(LOCK_EX | LOCK_NB)` found.
+/// What a non-blocking attempt at an exclusive lock found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TryLock {
     Acquired,
     HeldByOther,
 }
 
-pub fn try_flock_exclusive(fd: BorrowedFd<'_>) -> io::Result<TryLock> {
-    // SAFETY: valid descriptor.
-    let ret = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+fn whole_file_lock(kind: libc::c_short) -> libc::flock {
+    // SAFETY: flock is a plain C struct for which all-zero bytes is valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0;
+    // Open file description locks require l_pid == 0.
+    fl.l_pid = 0;
+    fl
+}
+
+/// Takes an exclusive open file description lock on the whole file,
+/// without waiting. Unlike `flock`, these locks are enforced by an NFS
+/// server between machines; `fd` must be open for writing.
+pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<TryLock> {
+    let fl = whole_file_lock(libc::F_WRLCK as libc::c_short);
+    // SAFETY: valid descriptor and a valid flock struct that outlives the call.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     if ret == 0 {
         return Ok(TryLock::Acquired);
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(TryLock::HeldByOther)
-    } else {
-        Err(err)
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(TryLock::HeldByOther),
+        _ => Err(err),
     }
+}
+
+/// Lets go of a lock taken with [`try_lock_exclusive`].
+pub fn unlock(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fl = whole_file_lock(libc::F_UNLCK as libc::c_short);
+    // SAFETY: valid descriptor and a valid flock struct that outlives the call.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) })?;
+    Ok(())
+}
+
+/// Whether anyone (another open file description, process or machine)
+/// holds a lock that would keep an exclusive lock of the whole file out.
+/// Takes no lock itself, so it works on a descriptor opened read-only.
+pub fn is_locked_by_other(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut fl = whole_file_lock(libc::F_WRLCK as libc::c_short);
+    // SAFETY: valid descriptor and a valid, writable flock struct.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// Writes all of `buf` at `offset`, looping over short writes.
@@ -478,4 +511,23 @@ pub fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
     // SAFETY: valid descriptor and a writable buffer.
     check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
     Ok(st)
+}
+
+/// This machine's host name, for names that must differ between machines
+/// sharing a directory ("localhost" when it cannot be read).
+pub fn host_name() -> OsString {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it when the name fits, and the result is cut at the first NUL.
+    let ret = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ret != 0 || len == 0 {
+        return OsString::from("localhost");
+    }
+    // A host name never holds '/', but keep the name a single component.
+    let name: Vec<u8> = buf[..len]
+        .iter()
+        .map(|&b| if b == b'/' { b'_' } else { b })
+        .collect();
+    OsString::from_vec(name)
 }

@@ -342,12 +342,26 @@ pub fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
 }
 
 /// Every `session.next` under `repo` (sessions and anything else).
+/// The `session.next` locks and checkpoint temporaries (`.session.tmp-*`)
+/// left in any session of the repository.
 pub fn leftover_locks(repo: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in fs::read_dir(repo).into_iter().flatten().flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         let next = entry.path().join("session.next");
-        if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::symlink_metadata(&next).is_ok() {
+        if fs::symlink_metadata(&next).is_ok() {
             found.push(next);
+        }
+        for inner in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+            if inner
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".session.tmp-")
+            {
+                found.push(inner.path());
+            }
         }
     }
     found

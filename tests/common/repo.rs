@@ -233,6 +233,8 @@ pub fn assert_one_error_line(stderr: &str) -> String {
 }
 
 /// Asserts no `session.next` (lock) is left in the session.
+/// Asserts nothing of a checkpoint attempt is left in the session: no
+/// `session.next` and no checkpoint temporary (`.session.tmp-*`).
 pub fn assert_no_next(storage: &Storage) {
     let next = storage.location().join(SESSION_NEXT_FILE);
     assert!(
@@ -240,6 +242,14 @@ pub fn assert_no_next(storage: &Storage) {
         "{} was left behind",
         next.display()
     );
+    let temps: Vec<_> = std::fs::read_dir(storage.location())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".session.tmp-"))
+        .collect();
+    assert!(temps.is_empty(), "temporaries left behind: {temps:?}");
 }
 
 /// Sets a file's or directory's modification time (without following a
