@@ -1,5 +1,6 @@
 //! Shell completions and manual pages, generated from the clap definitions
-//! in [`crate::cli`], so they never drift from the real command line.
+//! in [`crate::cli`], so they never drift from the real command line (this
+//! is part of the command-line layer: the commands never see clap).
 
 use std::io::{self, Write};
 use std::path::Path;
