@@ -5,14 +5,14 @@
 //! Invariants: clap types stop here (the commands never see them); the
 //! texts that describe mount options come from the one table in
 //! [`crate::commands::mount_options`]; completions and manual pages are
-//! generated from these same definitions (see [`crate::docs`]), so they
+//! rendered from these same definitions (by [`crate::docs`]), so they
 //! never drift from the real command line.
 
 use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::commands::{
     self, CommandConfig, CommandError, Config, ListConfig, MountRequest, RepoChoice, SortBy,
@@ -31,7 +31,7 @@ use crate::exit_codes::HELP_TEXT;
                   committed atomically.",
     after_help = HELP_TEXT
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The session repository [default: $PLAINBOX_SESSION_REPOSITORY, else
     /// ${XDG_CACHE_HOME:-~/.cache}/plainbox/sessions]
     #[arg(long, global = true, value_name = "DIR")]
@@ -46,7 +46,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// List the sessions: a table, or JSON for scripts
     List(ListArgs),
     /// Create a new session and print its id
@@ -105,7 +105,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct MountArgs {
+pub(crate) struct MountArgs {
     /// Where to mount (an existing directory)
     pub mountpoint: PathBuf,
     /// Stay attached; unmount cleanly on Ctrl-C or SIGTERM
@@ -139,7 +139,7 @@ pub struct MountArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print a JSON array (id, path, created, modified, size, locked, last)
     /// instead of the table
     #[arg(long)]
@@ -150,7 +150,7 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SortArg {
+pub(crate) enum SortArg {
     /// Youngest first (by last modification)
     Age,
     /// By id, alphabetically
@@ -158,7 +158,7 @@ pub enum SortArg {
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The prefix of the session's name (non-ASCII-safe characters become `_`)
     #[arg(long, default_value = crate::core::DEFAULT_PREFIX)]
     pub prefix: String,
@@ -169,7 +169,7 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     /// Remove sessions not modified for this long (e.g. 30d, 12h, 1h30m, 90s)
     #[arg(long, value_name = "DURATION", value_parser = crate::core::duration::parse_duration)]
     pub older_than: std::time::Duration,
@@ -208,14 +208,14 @@ fn options_help() -> String {
 #[derive(Debug)]
 pub struct CommandLine {
     /// How many `-v`.
-    pub verbose: u8,
-    pub repo: RepoChoice,
-    pub action: Action,
+    verbose: u8,
+    repo: RepoChoice,
+    action: Action,
 }
 
 /// What the command line asks for.
 #[derive(Debug)]
-pub enum Action {
+enum Action {
     /// A command on the repository.
     Run(CommandConfig),
     /// A completion script for a shell.
@@ -235,7 +235,7 @@ pub fn parse(args: Vec<OsString>) -> CommandLine {
 impl CommandLine {
     /// The plain values of `cli`; `daemon_args` is the command line to
     /// start a background mount daemon with (without the program name).
-    pub fn from_cli(cli: Cli, daemon_args: Vec<OsString>) -> CommandLine {
+    fn from_cli(cli: Cli, daemon_args: Vec<OsString>) -> CommandLine {
         let repo = match cli.repo {
             Some(dir) => RepoChoice::Dir(dir),
             None => RepoChoice::Default,
@@ -331,20 +331,94 @@ pub fn run(command_line: CommandLine) -> Result<(), CommandError> {
         Action::Run(command) => commands::run(Config { repo, command }),
         Action::Completions(shell) => {
             log_repository();
-            commands::ignore_broken_pipe(docs::completions(shell, &mut io::stdout().lock()))
+            commands::ignore_broken_pipe(docs::completions(
+                Cli::command(),
+                shell,
+                &mut io::stdout().lock(),
+            ))
         }
         Action::Man { out_dir: None } => {
             log_repository();
-            commands::ignore_broken_pipe(docs::man_page(&mut io::stdout().lock()))
+            commands::ignore_broken_pipe(docs::man_page(Cli::command(), &mut io::stdout().lock()))
         }
         Action::Man { out_dir: Some(dir) } => {
             log_repository();
-            docs::man_pages(&dir).map_err(|e| {
+            docs::man_pages(Cli::command(), &dir).map_err(|e| {
                 CommandError::Other(format!(
                     "cannot write manual pages into {}: {e}",
                     dir.display()
                 ))
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parsed(args: &[&str]) -> CommandLine {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn the_command_line_becomes_plain_values() {
+        let c = parsed(&["sessionfs", "--repo", "/r", "-vv", "list", "--sort", "name"]);
+        assert_eq!(c.verbose, 2);
+        assert_eq!(c.repo, RepoChoice::Dir("/r".into()));
+        assert!(matches!(
+            c.action,
+            Action::Run(CommandConfig::List(ListConfig {
+                json: false,
+                sort: SortBy::Name
+            }))
+        ));
+        let c = parsed(&["sessionfs", "gc", "--older-than", "1h30m", "--dry-run"]);
+        assert_eq!(c.repo, RepoChoice::Default);
+        assert!(matches!(
+            c.action,
+            Action::Run(CommandConfig::Gc { older_than, dry_run: true })
+                if older_than == std::time::Duration::from_secs(5400)
+        ));
+    }
+
+    #[test]
+    fn a_mount_keeps_its_options_and_the_daemon_command_line() {
+        let args = [
+            "sessionfs",
+            "mount",
+            "/m",
+            "-o",
+            "ro,threads=2",
+            "--no-passthrough",
+        ];
+        let Action::Run(CommandConfig::Mount(m)) = parsed(&args).action else {
+            panic!("not a mount");
+        };
+        assert_eq!(m.options, ["ro,threads=2"]);
+        // Applied when mounting, after the repository is checked.
+        assert!(!m.read_only);
+        assert_eq!(m.threads, 8);
+        assert!(!m.passthrough);
+        assert_eq!(
+            m.daemon_args,
+            args[1..].iter().map(OsString::from).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_mount_help_lists_every_option_of_the_table() {
+        let help = mount_help();
+        for o in mount_options::OPTIONS {
+            assert!(help.contains(o.name), "{} missing:\n{help}", o.name);
+        }
+        assert!(
+            options_help().ends_with("(ro, rw, allow_other, auto_unmount, default_permissions)")
+        );
     }
 }

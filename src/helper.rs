@@ -32,7 +32,7 @@ use crate::cli::Cli;
 use crate::commands::mount_options::is_known;
 
 /// The helper's name, as mount(8) looks it up in /sbin.
-pub const HELPER_NAME: &str = "mount.fuse.sessionfs";
+const HELPER_NAME: &str = "mount.fuse.sessionfs";
 
 /// Options for the kernel's VFS or for mount(8) and systemd, meaningless
 /// to sessionfs (its mount always uses its own time handling).

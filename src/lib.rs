@@ -17,10 +17,10 @@
 //! 8. `main`.
 
 pub mod cli;
-pub mod commands;
+mod commands;
 pub mod core;
 pub mod decode;
-pub mod docs;
+mod docs;
 pub mod exit_codes;
 pub mod fs;
 pub mod helper;

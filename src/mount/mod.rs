@@ -8,7 +8,7 @@
 //! files are still open, so no mountpoint is left dead by a clean stop.
 
 pub mod adapter;
-pub mod watch;
+mod watch;
 
 use std::ffi::{CString, OsString};
 use std::fmt;
@@ -75,7 +75,7 @@ impl fmt::Display for MountError {
 
 /// Checks that `path` can be mounted on: an existing directory, not a dead
 /// FUSE mount.
-pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
+fn check_mountpoint(path: &Path) -> Result<(), MountError> {
     let problem = |p: &str| MountError::Mountpoint {
         path: path.to_path_buf(),
         problem: p.to_string(),
