@@ -208,7 +208,7 @@ impl fmt::Display for OptionError {
 
 /// Applies the `-o` options of `request` to it, left to right.
 pub fn apply(request: &mut MountRequest) -> Result<(), OptionError> {
-    let options = std::mem::take(&mut request.options);
+    let options = request.options.clone();
     for opt in options.iter().flat_map(|o| o.split(',')) {
         let opt = opt.trim();
         if opt.is_empty() {
@@ -232,7 +232,6 @@ pub fn apply(request: &mut MountRequest) -> Result<(), OptionError> {
             Effect::LogFile => request.log_file = Some(PathBuf::from(value)),
         }
     }
-    request.options = options;
     Ok(())
 }
 

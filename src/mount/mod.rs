@@ -25,7 +25,8 @@ use crate::core::Repository;
 use crate::fs::{FsConfig, SessionFs};
 use watch::Invalidation;
 
-/// Everything `sessionfs mount` needs, parsed from the command line.
+/// Everything the daemon needs, as the `mount` command settled it (its
+/// `-o` options applied, the mount point made absolute).
 #[derive(Debug, Clone)]
 pub struct MountConfig {
     pub repo: Repository,
