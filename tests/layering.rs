@@ -167,8 +167,9 @@ fn tokens(src: &str) -> Vec<(Tok, usize)> {
             i = skip_quoted(i + 1, &mut line);
         } else if ch == '\'' {
             if next == Some('\\') {
-                // An escaped character: '\n', '\'', '\u{…}'.
-                i += 2;
+                // An escaped character: '\n', '\'', '\u{…}'; the escaped
+                // character itself may be a quote.
+                i += 3;
                 while i < c.len() && c[i] != '\'' {
                     i += 1;
                 }
@@ -770,7 +771,7 @@ fn comments_strings_and_other_crates_are_not_imports() {
         "src/core/sys.rs",
         "//! See [`crate::cli`].\n/* crate::fs:: /* nested */ crate::mount */\n\
          const A: &str = \"crate::cli::x\";\nconst B: &str = r#\"crate::fs\"#;\n\
-         const C: char = '{';\nfn f<'a>(x: &'a str) { std::fs::read(x); fuser::mount(); }\n",
+         const C: char = '{';\nconst D: [char; 2] = ['\\'', '\\u{7b}'];\nfn f<'a>(x: &'a str) { std::fs::read(x); fuser::mount(); }\n",
     )]));
     assert!(got.is_empty(), "{got:?}");
 }
