@@ -1,11 +1,11 @@
 //! The command line: clap definitions, and their conversion into the plain
-//! [`Config`] the commands take ([`parse`]), the log level it asks for
+//! `Config` the commands take ([`parse`]), the log level it asks for
 //! ([`init_logging`]) and [`run`], which does what it asks.
 //!
 //! Invariants: clap types stop here (the commands never see them); the
 //! texts that describe mount options come from the one table in
-//! [`crate::commands::mount_options`]; completions and manual pages are
-//! rendered from these same definitions (by [`crate::docs`]), so they
+//! `commands::mount_options`; completions and manual pages are
+//! rendered from these same definitions (by `docs`), so they
 //! never drift from the real command line.
 
 use std::ffi::OsString;

@@ -17,7 +17,7 @@
 //! or to mount(8) itself (`noatime`, `defaults`, `x-systemd.*`, `comment=`…)
 //! are dropped; with `-s` (sloppy) unknown options are dropped too, else
 //! `sessionfs mount` rejects them with a clear message. Which options are
-//! known is the table in [`crate::commands::mount_options`].
+//! known is the table in `commands::mount_options`.
 //!
 //! This sits at the command-line layer: it asks [`crate::cli`] which
 //! names are commands, and nothing below it knows of it.

@@ -10,9 +10,9 @@
 //! 3. [`fs`]: the filesystem, as plain requests and results;
 //! 4. `mount::adapter`: fuser's callbacks onto [`fs`];
 //! 5. [`mount`]: the mount daemon's life cycle;
-//! 6. [`commands`] (and [`exit_codes`]): what each command does, from a
+//! 6. `commands` (and [`exit_codes`]): what each command does, from a
 //!    plain configuration;
-//! 7. [`cli`], [`docs`] and [`helper`]: the command line (clap) and the
+//! 7. [`cli`], `docs` and [`helper`]: the command line (clap) and the
 //!    mount(8) helper;
 //! 8. `main`.
 
