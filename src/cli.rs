@@ -1,11 +1,24 @@
-//! The command line, as clap definitions. Parsing yields plain values;
-//! [`crate::app::run`] does the work.
+//! The command line: clap definitions, and their conversion into the plain
+//! `Config` the commands take ([`parse`]), the log level it asks for
+//! ([`init_logging`]) and [`run`], which does what it asks.
+//!
+//! Invariants: clap types stop here (the commands never see them); the
+//! texts that describe mount options come from the one table in
+//! `commands::mount_options`; completions and manual pages are
+//! rendered from these same definitions (by `docs`), so they
+//! never drift from the real command line.
 
 use std::ffi::OsString;
+use std::io;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::commands::{
+    self, CommandConfig, CommandError, Config, ListConfig, MountRequest, RepoChoice, SortBy,
+    mount_options,
+};
+use crate::docs;
 use crate::exit_codes::HELP_TEXT;
 
 #[derive(Debug, Parser)]
@@ -18,7 +31,7 @@ use crate::exit_codes::HELP_TEXT;
                   committed atomically.",
     after_help = HELP_TEXT
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The session repository [default: $PLAINBOX_SESSION_REPOSITORY, else
     /// ${XDG_CACHE_HOME:-~/.cache}/plainbox/sessions]
     #[arg(long, global = true, value_name = "DIR")]
@@ -33,9 +46,9 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// List the sessions: a table, or JSON for scripts
-    List(crate::list::ListArgs),
+    List(ListArgs),
     /// Create a new session and print its id
     Create(CreateArgs),
     /// Write a session's last checkpoint to standard output
@@ -71,7 +84,7 @@ pub enum Command {
     /// Remove the sessions not modified for a while
     Gc(GcArgs),
     /// Mount the repository as a filesystem (returns once it is ready)
-    #[command(after_long_help = crate::helper::MOUNT_HELP)]
+    #[command(after_long_help = mount_help())]
     Mount(MountArgs),
     /// Unmount a sessionfs mount (also one left dead by a stopped daemon)
     Unmount {
@@ -92,7 +105,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct MountArgs {
+pub(crate) struct MountArgs {
     /// Where to mount (an existing directory)
     pub mountpoint: PathBuf,
     /// Stay attached; unmount cleanly on Ctrl-C or SIGTERM
@@ -117,9 +130,7 @@ pub struct MountArgs {
     /// Where the background daemon writes its log
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// Mount options, comma-separated, as other FUSE tools take them
-    /// (ro, rw, allow_other, auto_unmount, default_permissions)
-    #[arg(short = 'o', value_name = "OPT[,OPT]")]
+    #[arg(short = 'o', value_name = "OPT[,OPT]", help = options_help())]
     pub options: Vec<String>,
     /// Report readiness on this descriptor (used when the daemon starts
     /// itself in the background)
@@ -127,8 +138,27 @@ pub struct MountArgs {
     pub ready_fd: Option<i32>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ListArgs {
+    /// Print a JSON array (id, path, created, modified, size, locked, last)
+    /// instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Order of the sessions
+    #[arg(long, value_enum, default_value_t = SortArg::Age)]
+    pub sort: SortArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SortArg {
+    /// Youngest first (by last modification)
+    Age,
+    /// By id, alphabetically
+    Name,
+}
+
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The prefix of the session's name (non-ASCII-safe characters become `_`)
     #[arg(long, default_value = crate::core::DEFAULT_PREFIX)]
     pub prefix: String,
@@ -139,11 +169,256 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct GcArgs {
+pub(crate) struct GcArgs {
     /// Remove sessions not modified for this long (e.g. 30d, 12h, 1h30m, 90s)
     #[arg(long, value_name = "DURATION", value_parser = crate::core::duration::parse_duration)]
     pub older_than: std::time::Duration,
     /// Only print what would be removed
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// What `sessionfs mount --help` and its manual page say after the options.
+const MOUNT_HELP: &str = "\
+Each session directory of the mount also shows session.json: the checkpoint
+decompressed and pretty-printed, read-only, when it is a gzip-compressed JSON
+object or array (as plainbox writes it) or a plain one; it is absent
+otherwise, and for a damaged checkpoint or one that decodes to more than
+64 MiB.
+
+With mount(8) and /etc/fstab (scripts/install.sh links the helper
+/sbin/mount.fuse.sessionfs to sessionfs):
+  mount -t fuse.sessionfs REPOSITORY MOUNTPOINT -o ro,allow_other
+  REPOSITORY  MOUNTPOINT  fuse.sessionfs  ro,allow_other,nofail  0  0
+Without the helper, fuse3's mount.fuse runs `sessionfs REPOSITORY MOUNTPOINT
+-o OPTIONS`, which sessionfs also accepts.";
+
+fn mount_help() -> String {
+    format!("{MOUNT_HELP}\n\n{}", mount_options::help_lines())
+}
+
+fn options_help() -> String {
+    format!(
+        "Mount options, comma-separated, as other FUSE tools take them ({})",
+        mount_options::common_names()
+    )
+}
+
+/// A parsed command line.
+#[derive(Debug)]
+pub struct CommandLine {
+    /// How many `-v`.
+    verbose: u8,
+    repo: RepoChoice,
+    action: Action,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+enum Action {
+    /// A command on the repository.
+    Run(CommandConfig),
+    /// A completion script for a shell.
+    Completions(clap_complete::Shell),
+    /// The manual page on standard output, or one page per command in a
+    /// directory.
+    Man { out_dir: Option<PathBuf> },
+}
+
+/// Parses `args` (the program name first); on a usage error, `--help` or
+/// `--version`, prints what clap prints and exits (2 for an error).
+pub fn parse(args: Vec<OsString>) -> CommandLine {
+    let daemon_args = args.iter().skip(1).cloned().collect();
+    CommandLine::from_cli(Cli::parse_from(args), daemon_args)
+}
+
+impl CommandLine {
+    /// The plain values of `cli`; `daemon_args` is the command line to
+    /// start a background mount daemon with (without the program name).
+    fn from_cli(cli: Cli, daemon_args: Vec<OsString>) -> CommandLine {
+        let repo = match cli.repo {
+            Some(dir) => RepoChoice::Dir(dir),
+            None => RepoChoice::Default,
+        };
+        let run = Action::Run;
+        let action = match cli.command {
+            Command::List(args) => run(CommandConfig::List(ListConfig {
+                json: args.json,
+                sort: match args.sort {
+                    SortArg::Age => SortBy::Age,
+                    SortArg::Name => SortBy::Name,
+                },
+            })),
+            Command::Create(args) => run(CommandConfig::Create {
+                prefix: args.prefix,
+                legacy: args.legacy,
+            }),
+            Command::Cat { id, decode } => run(CommandConfig::Cat { id, decode }),
+            Command::Checkpoint { id, file } => run(CommandConfig::Checkpoint { id, file }),
+            Command::Remove { ids } => run(CommandConfig::Remove { ids }),
+            Command::BreakLock { id, force } => run(CommandConfig::BreakLock { id, force }),
+            Command::Gc(args) => run(CommandConfig::Gc {
+                older_than: args.older_than,
+                dry_run: args.dry_run,
+            }),
+            Command::Mount(args) => run(CommandConfig::Mount(MountRequest {
+                mountpoint: args.mountpoint,
+                foreground: args.foreground,
+                read_only: args.read_only,
+                allow_other: args.allow_other,
+                auto_unmount: args.auto_unmount,
+                threads: args.threads,
+                passthrough: !args.no_passthrough,
+                log_file: args.log_file,
+                options: args.options,
+                ready_fd: args.ready_fd,
+                daemon_args,
+            })),
+            Command::Unmount { mountpoint } => run(CommandConfig::Unmount { mountpoint }),
+            Command::Completions { shell } => Action::Completions(shell),
+            Command::Man { out_dir } => Action::Man { out_dir },
+        };
+        CommandLine {
+            verbose: cli.verbose,
+            repo,
+            action,
+        }
+    }
+}
+
+/// Sets up logging to standard error: `-v` raises the level, `RUST_LOG`
+/// overrides it; a foreground mount daemon reports its choices and
+/// refusals at info even without `-v`.
+pub fn init_logging(command_line: &CommandLine) {
+    let daemon = matches!(
+        &command_line.action,
+        Action::Run(CommandConfig::Mount(m)) if m.foreground
+    );
+    let level = match command_line.verbose {
+        0 if daemon => "info",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let mut logger = env_logger::Builder::new();
+    logger.format_timestamp_millis();
+    match std::env::var("RUST_LOG") {
+        Ok(filter) => {
+            logger.parse_filters(&filter);
+        }
+        Err(_) => {
+            // fuser reports every operation it does not implement (such as
+            // security xattr probes) and the unmount it finds already done.
+            logger
+                .parse_filters(level)
+                .filter_module("fuser", log::LevelFilter::Error);
+        }
+    }
+    logger.init();
+}
+
+/// Does what the command line asks.
+pub fn run(command_line: CommandLine) -> Result<(), CommandError> {
+    let CommandLine { repo, action, .. } = command_line;
+    let log_repository = || {
+        log::info!(
+            "session repository: {}",
+            commands::repository(&repo).location().display()
+        );
+    };
+    match action {
+        Action::Run(command) => commands::run(Config { repo, command }),
+        Action::Completions(shell) => {
+            log_repository();
+            commands::ignore_broken_pipe(docs::completions(
+                Cli::command(),
+                shell,
+                &mut io::stdout().lock(),
+            ))
+        }
+        Action::Man { out_dir: None } => {
+            log_repository();
+            commands::ignore_broken_pipe(docs::man_page(Cli::command(), &mut io::stdout().lock()))
+        }
+        Action::Man { out_dir: Some(dir) } => {
+            log_repository();
+            docs::man_pages(Cli::command(), &dir).map_err(|e| {
+                CommandError::Other(format!(
+                    "cannot write manual pages into {}: {e}",
+                    dir.display()
+                ))
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parsed(args: &[&str]) -> CommandLine {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn the_command_line_becomes_plain_values() {
+        let c = parsed(&["sessionfs", "--repo", "/r", "-vv", "list", "--sort", "name"]);
+        assert_eq!(c.verbose, 2);
+        assert_eq!(c.repo, RepoChoice::Dir("/r".into()));
+        assert!(matches!(
+            c.action,
+            Action::Run(CommandConfig::List(ListConfig {
+                json: false,
+                sort: SortBy::Name
+            }))
+        ));
+        let c = parsed(&["sessionfs", "gc", "--older-than", "1h30m", "--dry-run"]);
+        assert_eq!(c.repo, RepoChoice::Default);
+        assert!(matches!(
+            c.action,
+            Action::Run(CommandConfig::Gc { older_than, dry_run: true })
+                if older_than == std::time::Duration::from_secs(5400)
+        ));
+    }
+
+    #[test]
+    fn a_mount_keeps_its_options_and_the_daemon_command_line() {
+        let args = [
+            "sessionfs",
+            "mount",
+            "/m",
+            "-o",
+            "ro,threads=2",
+            "--no-passthrough",
+        ];
+        let Action::Run(CommandConfig::Mount(m)) = parsed(&args).action else {
+            panic!("not a mount");
+        };
+        assert_eq!(m.options, ["ro,threads=2"]);
+        // Applied when mounting, after the repository is checked.
+        assert!(!m.read_only);
+        assert_eq!(m.threads, 8);
+        assert!(!m.passthrough);
+        assert_eq!(
+            m.daemon_args,
+            args[1..].iter().map(OsString::from).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_mount_help_lists_every_option_of_the_table() {
+        let help = mount_help();
+        for o in mount_options::OPTIONS {
+            assert!(help.contains(o.name), "{} missing:\n{help}", o.name);
+        }
+        assert!(
+            options_help().ends_with("(ro, rw, allow_other, auto_unmount, default_permissions)")
+        );
+    }
 }

@@ -411,42 +411,6 @@ fn finish<R, W>(
     })
 }
 
-/// `sessionfs cat --decode ID`: the checkpoint decoded and pretty-printed
-/// to standard output. The checkpoint is decoded twice (it is one open
-/// version): once to check it, so that a damaged one prints nothing but the
-/// error, then to print it.
-pub fn cat_decoded(
-    repo: &crate::core::Repository,
-    id: &std::ffi::OsStr,
-) -> Result<(), crate::app::AppError> {
-    use std::io::{Seek, SeekFrom};
-
-    use crate::app::AppError;
-
-    let storage = repo.open(id)?;
-    let fail = |e: &dyn fmt::Display| {
-        AppError::Other(format!(
-            "cannot decode the checkpoint of {}: {e}",
-            id.to_string_lossy()
-        ))
-    };
-    let Some(mut file) = storage.open_checkpoint()? else {
-        return Err(fail(&DecodeError::Empty));
-    };
-    let limits = Limits::default();
-    measure(&file, limits).map_err(|e| fail(&e))?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
-    let stdout = io::stdout();
-    let out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    match decode_to(&file, limits, out) {
-        Ok(_) => Ok(()),
-        // `sessionfs cat --decode ID | head` is not a failure.
-        Err(DecodeError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(DecodeError::Write(e)) => Err(AppError::Output(e)),
-        Err(e) => Err(fail(&e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

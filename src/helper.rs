@@ -16,7 +16,11 @@
 //! `sessionfs mount`). Mount options that only mean something to the kernel
 //! or to mount(8) itself (`noatime`, `defaults`, `x-systemd.*`, `comment=`…)
 //! are dropped; with `-s` (sloppy) unknown options are dropped too, else
-//! `sessionfs mount` rejects them with a clear message.
+//! `sessionfs mount` rejects them with a clear message. Which options are
+//! known is the table in `commands::mount_options`.
+//!
+//! This sits at the command-line layer: it asks [`crate::cli`] which
+//! names are commands, and nothing below it knows of it.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -25,52 +29,10 @@ use std::path::Path;
 use clap::CommandFactory;
 
 use crate::cli::Cli;
+use crate::commands::mount_options::is_known;
 
 /// The helper's name, as mount(8) looks it up in /sbin.
-pub const HELPER_NAME: &str = "mount.fuse.sessionfs";
-
-/// What `sessionfs mount --help` and its manual page say after the options.
-pub const MOUNT_HELP: &str = "\
-Each session directory of the mount also shows session.json: the checkpoint
-decompressed and pretty-printed, read-only, when it is a gzip-compressed JSON
-object or array (as plainbox writes it) or a plain one; it is absent
-otherwise, and for a damaged checkpoint or one that decodes to more than
-64 MiB.
-
-With mount(8) and /etc/fstab (scripts/install.sh links the helper
-/sbin/mount.fuse.sessionfs to sessionfs):
-  mount -t fuse.sessionfs REPOSITORY MOUNTPOINT -o ro,allow_other
-  REPOSITORY  MOUNTPOINT  fuse.sessionfs  ro,allow_other,nofail  0  0
-Without the helper, fuse3's mount.fuse runs `sessionfs REPOSITORY MOUNTPOINT
--o OPTIONS`, which sessionfs also accepts. Besides ro, rw, allow_other,
-auto_unmount and default_permissions, -o takes log_file=PATH (where the
-background daemon logs), threads=N and no_passthrough.";
-
-/// The options `sessionfs mount -o` understands (with `=VALUE` for the
-/// ones ending in `=`).
-const KNOWN: &[&str] = &[
-    "ro",
-    "rw",
-    "allow_other",
-    "allow_root",
-    "auto_unmount",
-    "default_permissions",
-    "no_passthrough",
-    "threads=",
-    "log_file=",
-    "dev",
-    "nodev",
-    "suid",
-    "nosuid",
-    "exec",
-    "noexec",
-    "auto",
-    "noauto",
-    "user",
-    "nouser",
-    "_netdev",
-    "nofail",
-];
+const HELPER_NAME: &str = "mount.fuse.sessionfs";
 
 /// Options for the kernel's VFS or for mount(8) and systemd, meaningless
 /// to sessionfs (its mount always uses its own time handling).
@@ -101,15 +63,6 @@ const IGNORED: &[&str] = &[
 ];
 
 const IGNORED_PREFIXES: &[&str] = &["x-", "comment=", "fsname=", "subtype="];
-
-fn is_known(opt: &str) -> bool {
-    KNOWN.iter().any(|k| match k.strip_suffix('=') {
-        Some(name) => opt
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with('=')),
-        None => opt == *k,
-    })
-}
 
 fn is_ignored(opt: &str) -> bool {
     IGNORED.contains(&opt) || IGNORED_PREFIXES.iter().any(|p| opt.starts_with(p))
@@ -357,11 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn known_options_match_whole_names() {
-        assert!(is_known("threads=4"));
-        assert!(!is_known("threads"));
-        assert!(!is_known("threadsx=4"));
-        assert!(is_known("log_file=/var/log/s.log"));
+    fn options_for_mount8_are_ignored() {
         assert!(is_ignored("x-systemd.requires=a"));
         assert!(!is_ignored("ro"));
     }

@@ -1,17 +1,27 @@
 //! sessionfs keeps application sessions on disk, in a repository shared
 //! with Checkbox/Plainbox, and shows them as a FUSE filesystem.
 //!
-//! - [`core`]: the storage library (repository, atomic checkpoints, locks);
-//!   it never depends on FUSE;
-//! - [`cli`] and [`app`]: the `sessionfs` command line.
+//! The layers, each importing only those before it (`tests/layering.rs`
+//! checks it):
+//!
+//! 1. [`core`]: the storage library (repository, atomic checkpoints, locks,
+//!    the system calls under them); it never depends on FUSE;
+//! 2. [`decode`]: checkpoints as pretty-printed JSON, pure;
+//! 3. [`fs`]: the filesystem, as plain requests and results;
+//! 4. `mount::adapter`: fuser's callbacks onto [`fs`];
+//! 5. [`mount`]: the mount daemon's life cycle;
+//! 6. `commands` (and [`exit_codes`]): what each command does, from a
+//!    plain configuration;
+//! 7. [`cli`], `docs` and [`helper`]: the command line (clap) and the
+//!    mount(8) helper;
+//! 8. `main`.
 
-pub mod app;
 pub mod cli;
+mod commands;
 pub mod core;
 pub mod decode;
-pub mod docs;
+mod docs;
 pub mod exit_codes;
 pub mod fs;
 pub mod helper;
-pub mod list;
 pub mod mount;

@@ -1,6 +1,7 @@
 //! The storage core: a plainbox-compatible session repository with
 //! crash-safe atomic checkpoints. It knows nothing of FUSE.
 
+pub mod calendar;
 pub mod duration;
 pub mod error;
 pub mod manager;

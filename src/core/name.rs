@@ -8,8 +8,9 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use super::calendar::DateTime;
 use super::error::{Error, NameProblem, Result};
 
 pub const SESSION_SUFFIX: &str = ".session";
@@ -114,35 +115,48 @@ pub fn slugify(prefix: &str) -> String {
         .collect()
 }
 
-/// `time` in UTC as `%Y-%m-%dT%H.%M.%S`.
+/// `time` in UTC as `%Y-%m-%dT%H.%M.%S`, the timestamp in the names
+/// plainbox and `sessionfs create` give sessions.
 pub fn utc_timestamp(time: SystemTime) -> String {
-    let secs = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let t = DateTime::from_system_time(time);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}.{:02}.{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}.{:02}.{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// The creation time a session id carries: the [`utc_timestamp`] at its
+/// end, optionally followed by `_(N)` (see [`candidate_name`]); `None` for
+/// an id not made that way.
+pub fn created_from_id(id: &str) -> Option<SystemTime> {
+    let mut stem = id;
+    if let Some(open) = stem.rfind("_(")
+        && let Some(n) = stem[open + 2..].strip_suffix(')')
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        stem = &stem[..open];
+    }
+    let ts = stem.get(stem.len().checked_sub(19)?..)?.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = &ts[r];
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if ts[4] != b'-' || ts[7] != b'-' || ts[10] != b'T' || ts[13] != b'.' || ts[16] != b'.' {
+        return None;
+    }
+    DateTime::new(
+        i64::from(digits(0..4)?),
+        digits(5..7)?,
+        digits(8..10)?,
+        digits(11..13)?,
+        digits(14..16)?,
+        digits(17..19)?,
+    )?
+    .to_system_time()
 }
 
 /// The candidate names for a new session: `PREFIXTIME.session`, then
@@ -158,7 +172,7 @@ pub fn candidate_name(slug_prefix: &str, timestamp: &str, uniq: u32) -> OsString
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn slug_keeps_safe_ascii_and_replaces_the_rest() {
@@ -174,6 +188,31 @@ mod tests {
         assert_eq!(utc_timestamp(t), "2026-11-22T01.02.03");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(utc_timestamp(leap), "2000-02-29T00.00.00");
+    }
+
+    #[test]
+    fn creation_times_come_from_session_ids() {
+        let t = created_from_id("pbox-2026-11-22T01.22.03").unwrap();
+        assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_795_310_523));
+        let t = created_from_id("my 2024-2000-02-29T00.00.00_(12)").unwrap();
+        assert_eq!(t, UNIX_EPOCH + Duration::from_secs(951_782_400));
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_309_323);
+        let id = candidate_name("p-", &utc_timestamp(now), 3);
+        let id = id.to_str().unwrap().strip_suffix(SESSION_SUFFIX).unwrap();
+        assert_eq!(created_from_id(id), Some(now));
+        for bad in [
+            "pbox-",
+            "x",
+            "pbox-2026-13-01T00.00.00",
+            "pbox-2026-02-30T00.00.00",
+            "pbox-2026-11-22T24.00.00",
+            "pbox-2026-11-22T01:22:03",
+            "pbox-2026-11-22T01.22.03_()",
+            "pbox-2026-11-22T01.22.0x",
+            "héhé-2026-11-22T01.22.0",
+        ] {
+            assert_eq!(created_from_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -531,3 +531,22 @@ pub fn host_name() -> OsString {
         .collect();
     OsString::from_vec(name)
 }
+
+/// `statx(fd, "", AT_EMPTY_PATH)` asking for the fields in `mask` (see
+/// statx(2): check `stx_mask` for which ones the filesystem filled).
+pub fn fstatx(fd: BorrowedFd<'_>, mask: u32) -> io::Result<libc::statx> {
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, a NUL-terminated empty path and a
+    // writable buffer.
+    check(unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            mask,
+            &mut stx,
+        )
+    })?;
+    Ok(stx)
+}

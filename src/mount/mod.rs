@@ -8,7 +8,7 @@
 //! files are still open, so no mountpoint is left dead by a clean stop.
 
 pub mod adapter;
-pub mod watch;
+mod watch;
 
 use std::ffi::{CString, OsString};
 use std::fmt;
@@ -25,7 +25,8 @@ use crate::core::Repository;
 use crate::fs::{FsConfig, SessionFs};
 use watch::Invalidation;
 
-/// Everything `sessionfs mount` needs, parsed from the command line.
+/// Everything the daemon needs, as the `mount` command settled it (its
+/// `-o` options applied, the mount point made absolute).
 #[derive(Debug, Clone)]
 pub struct MountConfig {
     pub repo: Repository,
@@ -75,7 +76,7 @@ impl fmt::Display for MountError {
 
 /// Checks that `path` can be mounted on: an existing directory, not a dead
 /// FUSE mount.
-pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
+fn check_mountpoint(path: &Path) -> Result<(), MountError> {
     let problem = |p: &str| MountError::Mountpoint {
         path: path.to_path_buf(),
         problem: p.to_string(),

@@ -6,53 +6,33 @@
 //! them), else the directory's birth time where the filesystem records it,
 //! else its status-change time.
 
-use std::ffi::CString;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::SystemTime;
 
-use clap::{Args, ValueEnum};
-
-use crate::app::{AppError, human_size};
-use crate::core::{self, LockState, Repository};
-
-#[derive(Debug, Clone, Args)]
-pub struct ListArgs {
-    /// Print a JSON array (id, path, created, modified, size, locked, last)
-    /// instead of the table
-    #[arg(long)]
-    pub json: bool,
-    /// Order of the sessions
-    #[arg(long, value_enum, default_value_t = SortBy::Age)]
-    pub sort: SortBy,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SortBy {
-    /// Youngest first (by last modification)
-    Age,
-    /// By id, alphabetically
-    Name,
-}
+use super::config::{ListConfig, SortBy};
+use super::error::{CommandError, ignore_broken_pipe};
+use crate::core::calendar::DateTime;
+use crate::core::name::created_from_id;
+use crate::core::{self, LockState, Repository, sys};
 
 /// One session, as listed.
 #[derive(Debug, Clone)]
-pub struct Row {
-    pub id: String,
-    pub path: PathBuf,
-    pub created: SystemTime,
-    pub modified: SystemTime,
+struct Row {
+    id: String,
+    path: PathBuf,
+    created: SystemTime,
+    modified: SystemTime,
     /// The checkpoint's size; `None` when there is no checkpoint yet.
-    pub size: Option<u64>,
-    pub locked: LockState,
-    pub last: bool,
+    size: Option<u64>,
+    locked: LockState,
+    last: bool,
 }
 
 /// The sessions of `repo`, in the order asked for. A session removed while
 /// the listing runs is left out.
-pub fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
+fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
     let last = repo.last_session()?;
     let mut rows = Vec::new();
     let entries = repo.list()?;
@@ -78,8 +58,8 @@ pub fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
         };
         let id = storage.id().to_string_lossy().into_owned();
         let path = storage.location();
-        let created = created_from_name(&id)
-            .or_else(|| birth_or_change_time(&path))
+        let created = created_from_id(&id)
+            .or_else(|| birth_or_change_time(dir.as_fd()))
             .unwrap_or(entry.modified);
         rows.push(Row {
             last: last.as_ref().is_some_and(|l| l.name() == storage.name()),
@@ -99,7 +79,7 @@ pub fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
 }
 
 /// `sessionfs list`.
-pub fn run(repo: &Repository, args: &ListArgs) -> Result<(), AppError> {
+pub fn list(repo: &Repository, args: &ListConfig) -> Result<(), CommandError> {
     let rows = rows(repo, args.sort)?;
     // One write per buffer, not per line.
     let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
@@ -108,10 +88,7 @@ pub fn run(repo: &Repository, args: &ListArgs) -> Result<(), AppError> {
     } else {
         write_table(&rows, &mut out)
     };
-    match result.and_then(|()| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(AppError::Output(e)),
-        _ => Ok(()),
-    }
+    ignore_broken_pipe(result.and_then(|()| out.flush()))
 }
 
 fn locked_word(state: LockState) -> &'static str {
@@ -123,7 +100,7 @@ fn locked_word(state: LockState) -> &'static str {
 }
 
 /// The table: a header and one line per session, columns aligned.
-pub fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
+fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
     let mut cells = vec![[
         "ID".to_string(),
         "CREATED".to_string(),
@@ -174,7 +151,7 @@ pub fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
 /// A JSON array of objects: `id`, `path`, `created` and `modified` (RFC 3339,
 /// UTC), `size` (bytes, or null without a checkpoint), `locked` (`"no"`,
 /// `"writing"` or `"stale"`), `last` (bool).
-pub fn write_json(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
+fn write_json(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, rows)?;
     writeln!(out)
 }
@@ -195,101 +172,46 @@ impl serde::Serialize for Row {
 }
 
 /// `2026-11-22T01:02:03Z` (whole seconds, UTC).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
-    };
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
+fn rfc3339(t: SystemTime) -> String {
+    let t = DateTime::from_system_time(t);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 
-/// The creation time a session's id carries: `…%Y-%m-%dT%H.%M.%S` at its
-/// end, optionally followed by `_(N)`.
-pub fn created_from_name(id: &str) -> Option<SystemTime> {
-    let mut stem = id;
-    if let Some(open) = stem.rfind("_(")
-        && let Some(n) = stem[open + 2..].strip_suffix(')')
-        && !n.is_empty()
-        && n.bytes().all(|b| b.is_ascii_digit())
-    {
-        stem = &stem[..open];
+/// `512B`, `4.0K`, `1.5M`, `2.0G`.
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1024 {
+        return format!("{n}B");
     }
-    let ts = stem.get(stem.len().checked_sub(19)?..)?.as_bytes();
-    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = &ts[r];
-        if !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    if ts[4] != b'-' || ts[7] != b'-' || ts[10] != b'T' || ts[13] != b'.' || ts[16] != b'.' {
-        return None;
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
     }
-    let (y, mo, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (h, mi, s) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let days = days_from_civil(y, mo as u32, d as u32);
-    if civil_from_days(days) != (y, mo as u32, d as u32) {
-        return None; // 2026-02-31 and the like
-    }
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
+    format!("{v:.1}{}", UNITS[unit])
 }
 
-/// The directory's birth time (statx), else its status-change time.
-fn birth_or_change_time(path: &Path) -> Option<SystemTime> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: an all-zero statx is a valid value for the kernel to fill.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid C string and `stx` a writable statx.
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_BTIME | libc::STATX_CTIME,
-            &mut stx,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
+/// The directory's birth time where the filesystem records it, else its
+/// status-change time; `None` when neither can be had (or it is before the
+/// epoch).
+fn birth_or_change_time(dir: BorrowedFd<'_>) -> Option<SystemTime> {
+    let stx = sys::fstatx(dir, libc::STATX_BTIME | libc::STATX_CTIME).ok()?;
     let ts = if stx.stx_mask & libc::STATX_BTIME != 0 {
         stx.stx_btime
     } else {
         stx.stx_ctime
     };
-    u64::try_from(ts.tv_sec)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::new(s, ts.tv_nsec))
+    (ts.tv_sec >= 0).then(|| sys::system_time(ts.tv_sec, i64::from(ts.tv_nsec)))
 }
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-use crate::core::name::civil_from_days;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -303,32 +225,13 @@ mod tests {
     }
 
     #[test]
-    fn creation_times_come_from_session_names() {
-        let t = created_from_name("pbox-2026-11-22T01.22.03").unwrap();
-        assert_eq!(rfc3339(t), "2026-11-22T01:22:03Z");
-        let t = created_from_name("my 2024-2000-02-29T00.00.00_(12)").unwrap();
-        assert_eq!(rfc3339(t), "2000-02-29T00:00:00Z");
-        for bad in [
-            "pbox-",
-            "x",
-            "pbox-2026-13-01T00.00.00",
-            "pbox-2026-02-30T00.00.00",
-            "pbox-2026-11-22T24.00.00",
-            "pbox-2026-11-22T01:22:03",
-            "pbox-2026-11-22T01.22.03_()",
-            "pbox-2026-11-22T01.22.0x",
-            "héhé-2026-11-22T01.22.0",
-        ] {
-            assert_eq!(created_from_name(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn days_round_trip() {
-        for z in [-800_000, -1, 0, 1, 11_016, 20_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
+    fn sizes_read_well() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1023), "1023B");
+        assert_eq!(human_size(4096), "4.0K");
+        assert_eq!(human_size(3 << 20), "3.0M");
+        assert_eq!(human_size(5 << 40), "5.0T");
+        assert_eq!(human_size(2048 << 40), "2048.0T");
     }
 
     #[test]

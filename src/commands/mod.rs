@@ -1,0 +1,57 @@
+//! What each command does. [`run`] takes a plain [`Config`] (the command
+//! line is one way to make it, see `crate::cli`) and returns a
+//! [`CommandError`] that `main` prints as one line with its exit code.
+//!
+//! Invariants: nothing here knows of clap or of how the configuration was
+//! parsed; every command but `unmount` first checks the repository, so a
+//! missing or unusable one is the first error reported; each command lives
+//! in the file of its concern.
+
+mod checkpoint;
+mod cleanup;
+pub mod config;
+mod create;
+mod error;
+mod list;
+mod mount;
+pub mod mount_options;
+
+use crate::core::Repository;
+
+pub use config::{CommandConfig, Config, ListConfig, MountRequest, RepoChoice, SortBy};
+pub use error::CommandError;
+pub(crate) use error::ignore_broken_pipe;
+
+/// The repository `choice` designates.
+pub fn repository(choice: &RepoChoice) -> Repository {
+    match choice {
+        RepoChoice::Default => Repository::new(Repository::default_location()),
+        RepoChoice::Dir(dir) => Repository::new(dir.clone()),
+    }
+}
+
+/// Runs one command.
+pub fn run(config: Config) -> Result<(), CommandError> {
+    let repo = repository(&config.repo);
+    log::info!("session repository: {}", repo.location().display());
+    if !matches!(config.command, CommandConfig::Unmount { .. }) {
+        repo.check()?;
+    }
+    match config.command {
+        CommandConfig::List(args) => list::list(&repo, &args),
+        CommandConfig::Create { prefix, legacy } => create::create(&repo, &prefix, legacy),
+        CommandConfig::Cat { id, decode: false } => checkpoint::cat(&repo, &id),
+        CommandConfig::Cat { id, decode: true } => checkpoint::cat_decoded(&repo, &id),
+        CommandConfig::Checkpoint { id, file } => {
+            checkpoint::checkpoint(&repo, &id, file.as_deref())
+        }
+        CommandConfig::Remove { ids } => cleanup::remove(&repo, &ids),
+        CommandConfig::BreakLock { id, force } => cleanup::break_lock(&repo, &id, force),
+        CommandConfig::Gc {
+            older_than,
+            dry_run,
+        } => cleanup::gc(&repo, older_than, dry_run),
+        CommandConfig::Mount(request) => mount::mount(repo, request),
+        CommandConfig::Unmount { mountpoint } => mount::unmount(&mountpoint),
+    }
+}
