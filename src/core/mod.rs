@@ -4,6 +4,7 @@
 pub mod calendar;
 pub mod duration;
 pub mod error;
+mod lock;
 pub mod manager;
 pub mod name;
 pub mod repo;
@@ -14,6 +15,7 @@ pub mod sys;
 pub mod writer;
 
 pub use error::{Error, NameProblem, Op, Result};
+pub use lock::is_checkpoint_temporary;
 pub use manager::{RepositoryStore, SessionManager, SessionState, SessionStore};
 pub use name::SessionName;
 pub use repo::{DEFAULT_PREFIX, LAST_SESSION_LINK, NewSession, Repository, SessionEntry};
@@ -22,4 +24,4 @@ pub use storage::{
     BeginOptions, CheckpointInfo, LockState, SESSION_FILE, SESSION_NEXT_FILE, Start, Storage,
     WELL_KNOWN_DIRS,
 };
-pub use writer::{CheckpointWriter, is_checkpoint_temporary};
+pub use writer::CheckpointWriter;

@@ -1,4 +1,6 @@
-//! One session: its directory, its checkpoint, and the commit protocol.
+//! One session: its directory, its committed checkpoint, and its
+//! well-known directories. Taking and breaking the lock lives in
+//! `core/lock.rs`, writing a new checkpoint in `core/writer.rs`.
 //!
 //! Invariants:
 //! - every file of a session is reached through a descriptor of the session
@@ -6,12 +8,8 @@
 //!   descriptor; nothing here follows a symlink out of the repository;
 //! - `session` is only ever replaced by `renameat` of a complete, fsynced
 //!   file: a reader sees one whole checkpoint or the previous one;
-//! - `session.next` exists only while a [`CheckpointWriter`] is alive (or a
-//!   writer died): creating it with `O_EXCL` is taking the lock, and a writer
-//!   holds an exclusive `flock` on it until the rename, so a live lock can be
-//!   told from a stale one;
-//! - a writer renames only the inode it created: before the rename it checks
-//!   that `session.next` is still its own file.
+//! - `session.next` exists only while a writer is alive (or a writer died):
+//!   creating it with `O_EXCL` is taking the lock.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -26,7 +24,6 @@ use super::name::SessionName;
 use super::repo_dir::RepoDir;
 use super::seam::Step;
 use super::sys;
-use super::writer::{CheckpointLock, CheckpointWriter, remove_stale_temporaries};
 
 /// The committed checkpoint's file name.
 pub const SESSION_FILE: &str = "session";
@@ -184,145 +181,6 @@ impl Storage {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(Error::io(Op::Stat, self.path_of(SESSION_FILE), e)),
         }
-    }
-
-    /// Saves `data` as the new checkpoint with the full commit protocol.
-    pub fn save(&self, data: &[u8]) -> Result<()> {
-        let mut writer = self.begin(BeginOptions::new(Start::Empty))?;
-        writer.write_at(data, 0)?;
-        writer.commit()
-    }
-
-    /// Takes the lock and starts a streaming checkpoint.
-    pub fn begin(&self, opts: BeginOptions) -> Result<CheckpointWriter> {
-        let dir = self.open_dir()?;
-        CheckpointWriter::begin(self.clone(), dir, opts)
-    }
-
-    /// Takes the lock and starts a streaming checkpoint in an already open
-    /// session directory.
-    pub fn begin_in(&self, dir: OwnedFd, opts: BeginOptions) -> Result<CheckpointWriter> {
-        CheckpointWriter::begin(self.clone(), dir, opts)
-    }
-
-    /// Commits the file `name` of the session directory as the new checkpoint
-    /// (the `mv tmp session` pattern): under the lock, fsync it, rename it
-    /// over `session`, fsync the directory.
-    pub fn commit_file(&self, name: &OsStr) -> Result<()> {
-        let dir = self.open_dir()?;
-        let path = self.location().join(name);
-        let file = sys::openat(dir.as_fd(), name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
-            .map_err(|e| Error::io(Op::SyncCheckpoint, &path, e))?;
-        let st = sys::fstat(file.as_fd()).map_err(|e| Error::io(Op::Stat, &path, e))?;
-        if !sys::is_reg(&st) {
-            return Err(Error::UnexpectedFileType {
-                path,
-                expected: "a regular file",
-            });
-        }
-        let lock = CheckpointLock::take(self, dir)?;
-        self.seam_check(Step::SyncFile, &path, Op::SyncCheckpoint)?;
-        sys::fsync(file.as_fd()).map_err(|e| Error::io(Op::SyncCheckpoint, &path, e))?;
-        lock.commit_name(name)
-    }
-
-    /// The state of this session's lock.
-    pub fn lock_state(&self) -> Result<LockState> {
-        let dir = self.open_dir()?;
-        self.lock_state_in(dir.as_fd())
-    }
-
-    pub fn lock_state_in(&self, dir: BorrowedFd<'_>) -> Result<LockState> {
-        let path = self.path_of(SESSION_NEXT_FILE);
-        let fd = match sys::openat(
-            dir,
-            OsStr::new(SESSION_NEXT_FILE),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-            0,
-        ) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(LockState::Unlocked),
-            // A symlink or something we may not open is still a lock.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EACCES)) => {
-                return Ok(LockState::Stale);
-            }
-            Err(e) => return Err(Error::io(Op::LockCheckpoint, path, e)),
-        };
-        // Asking, not taking: works on a read-only descriptor, over NFS too,
-        // and never gets in a writer's way.
-        match sys::is_locked_by_other(fd.as_fd()) {
-            Ok(true) => Ok(LockState::Held),
-            Ok(false) => Ok(LockState::Stale),
-            // Cautious: a lock whose holder cannot be asked about is
-            // reported as held rather than failing the caller's listing.
-            Err(e) => {
-                log::warn!("cannot tell whether {} is held: {e}", path.display());
-                Ok(LockState::Held)
-            }
-        }
-    }
-
-    /// Removes `session.next`. Refused while a live writer holds it, unless
-    /// `force`. Returns whether a lock was removed.
-    pub fn break_lock(&self, force: bool) -> Result<bool> {
-        let dir = self.open_dir()?;
-        self.break_lock_in(dir.as_fd(), force)
-    }
-
-    pub fn break_lock_in(&self, dir: BorrowedFd<'_>, force: bool) -> Result<bool> {
-        let path = self.path_of(SESSION_NEXT_FILE);
-        let next = OsStr::new(SESSION_NEXT_FILE);
-        // Opened for writing where we may, so that the lock can be held
-        // while unlinking; read-only otherwise (someone else's lock file),
-        // where the lock can still be asked about.
-        let open = |flags| sys::openat(dir, next, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0);
-        let fd = match open(libc::O_WRONLY) {
-            Ok(fd) => Some((fd, true)),
-            Err(e) if e.raw_os_error() == Some(libc::EACCES) => match open(libc::O_RDONLY) {
-                Ok(fd) => Some((fd, false)),
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-                Err(_) => None,
-            },
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-            // Not a regular file we can lock (a planted symlink, a fifo):
-            // just unlink it.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENXIO)) => None,
-            Err(e) => return Err(Error::io(Op::BreakLock, path, e)),
-        };
-        if let Some((fd, writable)) = &fd {
-            // Holding the lock while unlinking means no writer of ours can
-            // be between its create and its lock right now.
-            let held = if *writable {
-                sys::try_lock_exclusive(fd.as_fd()).map(|found| found == sys::TryLock::HeldByOther)
-            } else {
-                sys::is_locked_by_other(fd.as_fd())
-            };
-            match held {
-                Ok(false) => {}
-                Ok(true) if !force => return Err(Error::LockHeld { path }),
-                Ok(true) => {
-                    log::warn!("breaking the lock {} held by a live writer", path.display());
-                }
-                Err(e) if force => {
-                    log::warn!(
-                        "cannot tell whether {} is held ({e}); breaking it",
-                        path.display()
-                    );
-                }
-                Err(e) => return Err(Error::io(Op::BreakLock, path, e)),
-            }
-        }
-        match sys::unlinkat(dir, next, false) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-            Err(e) => return Err(Error::io(Op::BreakLock, path, e)),
-        }
-        // What the crashed writer had written goes with its lock; the
-        // temporary of a writer still alive (a forced break) stays its own.
-        remove_stale_temporaries(dir, self);
-        sys::fsync(dir).map_err(|e| Error::io(Op::SyncDirectory, self.location(), e))?;
-        log::info!("broke lock {}", path.display());
-        Ok(true)
     }
 
     /// Deletes the session directory and everything in it, never following

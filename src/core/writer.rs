@@ -35,34 +35,16 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{Error, Op, Result};
+use super::lock::{CheckpointLock, TEMPORARY_PREFIX};
 use super::seam::Step;
-use super::storage::{BeginOptions, DEFAULT_MODE, SESSION_FILE, SESSION_NEXT_FILE, Start, Storage};
+use super::storage::{BeginOptions, DEFAULT_MODE, SESSION_FILE, Start, Storage};
 use super::sys;
 
-/// How long a new writer waits for someone looking at its fresh lock to let
-/// go of it (at most `LOCK_TRIES` × `LOCK_RETRY_DELAY`).
-const LOCK_TRIES: u32 = 1000;
-const LOCK_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// The names of checkpoint temporaries in a session directory.
-pub const TEMPORARY_PREFIX: &str = ".session.tmp-";
-/// Names an older sessionfs gave the temporaries of snapshot commits.
-const OLD_SNAPSHOT_PREFIX: &str = ".session.snapshot-";
-
 static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// True for the names of the temporaries checkpoint writers make (live or
-/// left by a crash): never a session's content, never listed.
-pub fn is_checkpoint_temporary(name: &OsStr) -> bool {
-    let name = name.as_bytes();
-    name.starts_with(TEMPORARY_PREFIX.as_bytes())
-        || name.starts_with(OLD_SNAPSHOT_PREFIX.as_bytes())
-}
 
 /// A name no other writer, on this machine or another, will ever pick.
 fn unique_temporary_name() -> OsString {
@@ -78,194 +60,6 @@ fn unique_temporary_name() -> OsString {
         TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     name
-}
-
-/// The session's lock: `session.next`, created with `O_EXCL` and held with
-/// an open file description lock. Dropping it removes `session.next` if it
-/// is still this lock's file.
-#[derive(Debug)]
-pub(crate) struct CheckpointLock {
-    storage: Storage,
-    dir: OwnedFd,
-    file: File,
-    dev: u64,
-    ino: u64,
-    held: bool,
-}
-
-impl CheckpointLock {
-    /// Creates `session.next` with `O_EXCL` and locks it.
-    pub(crate) fn take(storage: &Storage, dir: OwnedFd) -> Result<CheckpointLock> {
-        let path = storage.path_of(SESSION_NEXT_FILE);
-        storage.seam_check(Step::CreateNext, &path, Op::CreateCheckpoint)?;
-        let fd = sys::openat(
-            dir.as_fd(),
-            OsStr::new(SESSION_NEXT_FILE),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            DEFAULT_MODE,
-        )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::Locked { path: path.clone() },
-            _ => Error::io(Op::CreateCheckpoint, &path, e),
-        })?;
-        let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io(Op::Stat, &path, e))?;
-        let lock = CheckpointLock {
-            storage: storage.clone(),
-            dir,
-            file: File::from(fd),
-            dev: st.st_dev,
-            ino: st.st_ino,
-            held: true,
-        };
-        // Between our create and our lock, whoever holds a lock on *our*
-        // inode is a break-lock looking at it, which lets go at once: wait
-        // for it rather than fail. On any error below, dropping the lock
-        // removes `session.next` if it is still ours.
-        let mut tries = 0;
-        loop {
-            match sys::try_lock_exclusive(lock.file.as_fd()) {
-                Ok(sys::TryLock::Acquired) => break,
-                Ok(sys::TryLock::HeldByOther) if tries < LOCK_TRIES => {
-                    tries += 1;
-                    std::thread::sleep(LOCK_RETRY_DELAY);
-                }
-                Ok(sys::TryLock::HeldByOther) => return Err(Error::Locked { path }),
-                Err(e) => return Err(Error::io(Op::LockCheckpoint, path, e)),
-            }
-        }
-        // A break-lock may have removed our file while it held the lock.
-        lock.verify()?;
-        Ok(lock)
-    }
-
-    fn path(&self) -> PathBuf {
-        self.storage.path_of(SESSION_NEXT_FILE)
-    }
-
-    pub(crate) fn dir(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
-    }
-
-    /// Fails unless `session.next` is still the file this lock created.
-    pub(crate) fn verify(&self) -> Result<()> {
-        match sys::lstatat(self.dir.as_fd(), OsStr::new(SESSION_NEXT_FILE)) {
-            Ok(st) if st.st_dev == self.dev && st.st_ino == self.ino => Ok(()),
-            Ok(_) => Err(Error::LockLost { path: self.path() }),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                Err(Error::LockLost { path: self.path() })
-            }
-            Err(e) => Err(Error::io(Op::Stat, self.path(), e)),
-        }
-    }
-
-    /// Removes `session.next` if it is still ours.
-    pub(crate) fn release(&mut self) -> Result<()> {
-        self.held = false;
-        match self.verify() {
-            Ok(()) => sys::unlinkat(self.dir.as_fd(), OsStr::new(SESSION_NEXT_FILE), false)
-                .map_err(|e| Error::io(Op::BreakLock, self.path(), e)),
-            // Already broken: nothing of ours to remove.
-            Err(Error::LockLost { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// fsyncs the session directory after a rename into it; a failure is
-    /// [`Error::NotDurable`]: the new checkpoint is in place but may not
-    /// survive a power loss.
-    pub(crate) fn sync_dir_after_rename(&self) -> Result<()> {
-        let location = self.storage.location();
-        self.storage
-            .seam_check(Step::SyncDir, &location, Op::SyncDirectory)
-            .and_then(|()| {
-                sys::fsync(self.dir.as_fd()).map_err(|e| Error::io(Op::SyncDirectory, &location, e))
-            })
-            .map_err(|e| match e {
-                Error::Io { source, .. } => Error::NotDurable {
-                    path: location.clone(),
-                    source,
-                },
-                other => other,
-            })
-    }
-
-    /// Renames the file `name` of the session directory over `session`
-    /// after checking that the lock is still ours, removes the lock and
-    /// fsyncs the directory.
-    pub(crate) fn commit_name(mut self, name: &OsStr) -> Result<()> {
-        let path = self.storage.location().join(name);
-        self.storage
-            .seam_check(Step::Rename, &path, Op::RenameCheckpoint)?;
-        self.verify()?;
-        sys::renameat(self.dir(), name, self.dir(), OsStr::new(SESSION_FILE))
-            .map_err(|e| Error::io(Op::RenameCheckpoint, &path, e))?;
-        // The new checkpoint is in place; the lock goes before the
-        // directory fsync so one fsync makes both durable.
-        self.release()?;
-        self.sync_dir_after_rename()
-    }
-
-    fn remove_stale_temporaries(&self) {
-        remove_stale_temporaries(self.dir(), &self.storage);
-    }
-}
-
-impl Drop for CheckpointLock {
-    fn drop(&mut self) {
-        if self.held
-            && let Err(e) = self.release()
-        {
-            log::warn!("cannot remove an abandoned lock: {e}");
-        }
-    }
-}
-
-/// Removes the temporaries that crashed writers of this session left:
-/// those nobody holds a lock on. A temporary whose writer is alive (its
-/// lock was broken under it) is left to that writer. Best effort: they are
-/// only disk space, and hidden from every listing.
-pub(crate) fn remove_stale_temporaries(dir: BorrowedFd<'_>, storage: &Storage) {
-    let Ok(names) = sys::read_dir_names(dir) else {
-        return;
-    };
-    for name in names.iter().filter(|n| is_checkpoint_temporary(n)) {
-        let path = storage.location().join(name);
-        let fd = match sys::openat(
-            dir,
-            name,
-            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK,
-            0,
-        ) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => {
-                log::warn!(
-                    "cannot look at a checkpoint temporary {}: {e}",
-                    path.display()
-                );
-                continue;
-            }
-        };
-        match sys::try_lock_exclusive(fd.as_fd()) {
-            Ok(sys::TryLock::Acquired) => {}
-            Ok(sys::TryLock::HeldByOther) => continue,
-            Err(e) => {
-                log::warn!("cannot lock a checkpoint temporary {}: {e}", path.display());
-                continue;
-            }
-        }
-        match sys::unlinkat(dir, name, false) {
-            Ok(()) => log::info!(
-                "removed a checkpoint temporary a crash left: {}",
-                path.display()
-            ),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => log::warn!(
-                "cannot remove a checkpoint temporary {}: {e}",
-                path.display()
-            ),
-        }
-    }
 }
 
 /// A uniquely named, locked temporary in the session directory. Dropping it
@@ -549,9 +343,51 @@ impl CheckpointWriter {
     }
 }
 
+impl Storage {
+    /// Saves `data` as the new checkpoint with the full commit protocol.
+    pub fn save(&self, data: &[u8]) -> Result<()> {
+        let mut writer = self.begin(BeginOptions::new(Start::Empty))?;
+        writer.write_at(data, 0)?;
+        writer.commit()
+    }
+
+    /// Takes the lock and starts a streaming checkpoint.
+    pub fn begin(&self, opts: BeginOptions) -> Result<CheckpointWriter> {
+        let dir = self.open_dir()?;
+        CheckpointWriter::begin(self.clone(), dir, opts)
+    }
+
+    /// Takes the lock and starts a streaming checkpoint in an already open
+    /// session directory.
+    pub fn begin_in(&self, dir: OwnedFd, opts: BeginOptions) -> Result<CheckpointWriter> {
+        CheckpointWriter::begin(self.clone(), dir, opts)
+    }
+
+    /// Commits the file `name` of the session directory as the new checkpoint
+    /// (the `mv tmp session` pattern): under the lock, fsync it, rename it
+    /// over `session`, fsync the directory.
+    pub fn commit_file(&self, name: &OsStr) -> Result<()> {
+        let dir = self.open_dir()?;
+        let path = self.location().join(name);
+        let file = sys::openat(dir.as_fd(), name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+            .map_err(|e| Error::io(Op::SyncCheckpoint, &path, e))?;
+        let st = sys::fstat(file.as_fd()).map_err(|e| Error::io(Op::Stat, &path, e))?;
+        if !sys::is_reg(&st) {
+            return Err(Error::UnexpectedFileType {
+                path,
+                expected: "a regular file",
+            });
+        }
+        let lock = CheckpointLock::take(self, dir)?;
+        self.seam_check(Step::SyncFile, &path, Op::SyncCheckpoint)?;
+        sys::fsync(file.as_fd()).map_err(|e| Error::io(Op::SyncCheckpoint, &path, e))?;
+        lock.commit_name(name)
+    }
+}
+
 impl Drop for CheckpointWriter {
     fn drop(&mut self) {
         // The lock, dropped after this, removes `session.next`.
-        self.data.remove(self.lock.dir.as_fd());
+        self.data.remove(self.lock.dir());
     }
 }
