@@ -832,3 +832,52 @@ fn a_full_disk_fails_the_checkpoint_and_keeps_the_previous_one() {
     assert_no_next(&s);
     assert_eq!(s.load().unwrap(), b"before");
 }
+
+#[test]
+fn ids_with_control_characters_and_bad_bytes_are_printed_escaped_and_accepted_back() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestRepo::new();
+    let raw: &[u8] = b"evil\n\x1b[2J\xff name";
+    let dir = t.path().join(std::ffi::OsStr::from_bytes(&[raw, b".session"].concat()));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("session"), b"payload").unwrap();
+    let printed = "evil\\n\\033[2J\\377\\ name";
+
+    let out = t.cli(["list"]);
+    out.assert_ok();
+    let table = out.stdout_text();
+    assert_eq!(table.lines().count(), 2, "one line per session: {table:?}");
+    assert!(table.contains(printed), "{table}");
+    assert!(!table.contains('\x1b'), "a raw escape reached the terminal");
+
+    // Every command takes the id as it was printed.
+    let out = t.cli(["cat", printed]);
+    out.assert_ok();
+    assert_eq!(out.stdout, b"payload");
+    t.cli_stdin(["checkpoint", printed], b"second").assert_ok();
+    assert_eq!(std::fs::read(dir.join("session")).unwrap(), b"second");
+
+    // JSON keeps it lossless: the escaped form, marked as such.
+    let out = t.cli(["list", "--json"]);
+    out.assert_ok();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["id"], printed);
+    assert_eq!(rows[0]["id_escaped"], true);
+
+    t.cli(["remove", printed]).assert_ok();
+    assert!(!dir.exists());
+}
+
+#[test]
+fn a_utf8_id_with_a_newline_is_plain_in_json() {
+    let t = TestRepo::new();
+    let dir = t.path().join("two\nlines.session");
+    std::fs::create_dir(&dir).unwrap();
+    let out = t.cli(["list", "--json"]);
+    out.assert_ok();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["id"], "two\nlines");
+    assert!(rows[0].get("id_escaped").is_none());
+    // The raw id works too.
+    t.cli(["cat", "two\nlines"]).assert_ok();
+}

@@ -156,22 +156,20 @@ fn mount_returns_once_ready_and_unmount_stops_the_daemon() {
     assert!(log.contains("mounted"), "log: {log}");
     // Unmounting what is not mounted is a clear error.
     let out = run(Command::new(BIN).arg("unmount").arg(&bg.mnt));
-    assert!(
-        one_error_line(&out).contains("not a mount point"),
-        "{out:?}"
-    );
+    let line = one_error_line(&out);
+    assert!(line.contains("cannot unmount"), "{line}");
+    assert!(line.contains("nothing is mounted there"), "{line}");
 }
 
 #[test]
-fn mounting_on_a_missing_directory_or_a_file_is_one_clear_line() {
+fn mounting_twice_on_one_mount_point_is_refused_saying_by_what() {
     common::mount::require_fuse();
     let bg = Background::new();
-    let missing = bg.dir.path().join("missing");
-    let file = bg.dir.path().join("file");
-    fs::write(&file, b"x").unwrap();
+    run(sessionfs(&bg.repo).arg("mount").arg(&bg.mnt)).assert_ok();
+    let daemons = bg.daemons();
     for foreground in [false, true] {
         let mut cmd = sessionfs(&bg.repo);
-        cmd.arg("mount").arg(&missing);
+        cmd.arg("mount").arg(&bg.mnt);
         if foreground {
             cmd.arg("--foreground");
         }
@@ -181,8 +179,48 @@ fn mounting_on_a_missing_directory_or_a_file_is_one_clear_line() {
         } else {
             one_error_line(&out)
         };
-        assert!(line.contains(&*missing.to_string_lossy()), "{line}");
-        assert!(line.contains("no such directory"), "{line}");
+        assert!(line.contains("already mounted"), "{line}");
+        assert!(line.contains("(fuse"), "{line}");
+        assert!(line.contains(&*bg.repo.to_string_lossy()), "{line}");
+        assert!(line.contains("sessionfs unmount"), "{line}");
+    }
+    assert_eq!(bg.daemons(), daemons, "no second daemon was started");
+    run(Command::new(BIN).arg("unmount").arg(&bg.mnt)).assert_ok();
+    assert!(!is_mounted(&bg.mnt));
+}
+
+#[test]
+fn a_missing_mount_point_is_created_saying_so() {
+    common::mount::require_fuse();
+    let bg = Background::new();
+    // As the README's first command does on a fresh machine.
+    let missing = bg.dir.path().join("mnt").join("sessions");
+    let out = run(sessionfs(&bg.repo).arg("mount").arg(&missing));
+    out.assert_ok();
+    let said = out.stderr.clone();
+    assert_eq!(
+        said.trim(),
+        format!("sessionfs: created the mount point {}", missing.display())
+    );
+    assert!(is_mounted(&missing));
+    run(Command::new(BIN).arg("unmount").arg(&missing)).assert_ok();
+    assert!(!is_mounted(&missing));
+    let out = run(Command::new(BIN)
+        .arg("unmount")
+        .arg(bg.dir.path().join("nowhere")));
+    assert!(
+        one_error_line(&out).contains("no such directory"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn mounting_on_a_file_is_one_clear_line() {
+    common::mount::require_fuse();
+    let bg = Background::new();
+    let file = bg.dir.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    for foreground in [false, true] {
         let mut cmd = sessionfs(&bg.repo);
         cmd.arg("mount").arg(&file);
         if foreground {
@@ -196,7 +234,6 @@ fn mounting_on_a_missing_directory_or_a_file_is_one_clear_line() {
         };
         assert!(line.contains("not a directory"), "{line}");
     }
-    assert!(!missing.exists());
     assert!(bg.daemons().is_empty());
 }
 

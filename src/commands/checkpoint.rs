@@ -14,6 +14,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::CommandError;
+use super::names;
 use crate::core::{self, BeginOptions, Repository, Start, Storage};
 use crate::decode::{self, DecodeError, Limits};
 
@@ -62,7 +63,7 @@ pub fn cat_decoded(repo: &Repository, id: &OsStr) -> Result<(), CommandError> {
     let fail = |e: &dyn fmt::Display| {
         CommandError::Other(format!(
             "cannot decode the checkpoint of {}: {e}",
-            id.to_string_lossy()
+            names::escape(id)
         ))
     };
     let Some(mut file) = storage.open_checkpoint()? else {

@@ -10,6 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
 use super::error::CommandError;
+use super::names;
 use crate::core::{self, Repository};
 use crate::exit_codes;
 
@@ -18,7 +19,7 @@ pub fn remove(repo: &Repository, ids: &[OsString]) -> Result<(), CommandError> {
     let mut failed = Vec::new();
     for id in ids {
         match repo.remove(id) {
-            Ok(()) => log::info!("removed {}", id.to_string_lossy()),
+            Ok(()) => log::info!("removed {}", names::escape(id)),
             Err(e) => {
                 eprintln!("sessionfs: error: {e}");
                 failed.push(CommandError::Core(e));
@@ -47,7 +48,7 @@ pub fn break_lock(repo: &Repository, id: &OsStr, force: bool) -> Result<(), Comm
             storage.location().join(core::SESSION_NEXT_FILE).display()
         );
     } else {
-        eprintln!("sessionfs: {} is not locked", id.to_string_lossy());
+        eprintln!("sessionfs: {} is not locked", names::escape(id));
     }
     Ok(())
 }
@@ -56,12 +57,12 @@ pub fn break_lock(repo: &Repository, id: &OsStr, force: bool) -> Result<(), Comm
 pub fn gc(repo: &Repository, older_than: Duration, dry_run: bool) -> Result<(), CommandError> {
     if dry_run {
         for entry in repo.older_than(older_than)? {
-            println!("would remove {}", entry.storage.id().to_string_lossy());
+            println!("would remove {}", names::escape(entry.storage.id()));
         }
         return Ok(());
     }
     for storage in repo.delete_older_than(older_than)? {
-        println!("removed {}", storage.id().to_string_lossy());
+        println!("removed {}", names::escape(storage.id()));
     }
     Ok(())
 }

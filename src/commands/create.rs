@@ -3,6 +3,7 @@
 use crate::core::Repository;
 
 use super::error::CommandError;
+use super::names;
 
 /// Creates a session named `PREFIX<UTC time>` (see `core::name`); with
 /// `legacy`, replaces the one `last-session` points at and points
@@ -10,6 +11,6 @@ use super::error::CommandError;
 pub fn create(repo: &Repository, prefix: &str, legacy: bool) -> Result<(), CommandError> {
     let storage = repo.create(prefix, legacy)?;
     log::info!("created {}", storage.location().display());
-    println!("{}", storage.id().to_string_lossy());
+    println!("{}", names::escape(storage.id()));
     Ok(())
 }

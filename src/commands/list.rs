@@ -6,6 +6,7 @@
 //! them), else the directory's birth time where the filesystem records it,
 //! else its status-change time.
 
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 
 use super::config::{ListConfig, SortBy};
 use super::error::{CommandError, ignore_broken_pipe};
+use super::names;
 use crate::core::calendar::DateTime;
 use crate::core::name::created_from_id;
 use crate::core::{self, LockState, Repository, sys};
@@ -20,7 +22,7 @@ use crate::core::{self, LockState, Repository, sys};
 /// One session, as listed.
 #[derive(Debug, Clone)]
 struct Row {
-    id: String,
+    id: OsString,
     path: PathBuf,
     created: SystemTime,
     modified: SystemTime,
@@ -56,9 +58,11 @@ fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
             Err(core::Error::NoSuchSession { .. }) => continue,
             Err(e) => return Err(e),
         };
-        let id = storage.id().to_string_lossy().into_owned();
+        let id = storage.id().to_os_string();
         let path = storage.location();
-        let created = created_from_id(&id)
+        let created = id
+            .to_str()
+            .and_then(created_from_id)
             .or_else(|| birth_or_change_time(dir.as_fd()))
             .unwrap_or(entry.modified);
         rows.push(Row {
@@ -111,7 +115,7 @@ fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
     ]];
     for r in rows {
         cells.push([
-            r.id.clone(),
+            names::escape(&r.id),
             rfc3339(r.created),
             rfc3339(r.modified),
             r.size.map_or_else(|| "-".to_string(), human_size),
@@ -148,7 +152,9 @@ fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// A JSON array of objects: `id`, `path`, `created` and `modified` (RFC 3339,
+/// A JSON array of objects: `id` (as it is when it is UTF-8; else as the
+/// table prints it, with `"id_escaped": true`), `path` (likewise, with
+/// `"path_escaped"`), `created` and `modified` (RFC 3339,
 /// UTC), `size` (bytes, or null without a checkpoint), `locked` (`"no"`,
 /// `"writing"` or `"stale"`), `last` (bool).
 fn write_json(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
@@ -159,9 +165,21 @@ fn write_json(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
 impl serde::Serialize for Row {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(7))?;
-        m.serialize_entry("id", &self.id)?;
-        m.serialize_entry("path", &self.path.to_string_lossy())?;
+        let mut m = s.serialize_map(None)?;
+        match self.id.to_str() {
+            Some(id) => m.serialize_entry("id", id)?,
+            None => {
+                m.serialize_entry("id", &names::escape(&self.id))?;
+                m.serialize_entry("id_escaped", &true)?;
+            }
+        }
+        match self.path.to_str() {
+            Some(path) => m.serialize_entry("path", path)?,
+            None => {
+                m.serialize_entry("path", &names::escape(self.path.as_os_str()))?;
+                m.serialize_entry("path_escaped", &true)?;
+            }
+        }
         m.serialize_entry("created", &rfc3339(self.created))?;
         m.serialize_entry("modified", &rfc3339(self.modified))?;
         m.serialize_entry("size", &self.size)?;

@@ -15,6 +15,7 @@ mod error;
 mod list;
 mod mount;
 pub mod mount_options;
+pub mod names;
 
 use crate::core::Repository;
 
@@ -37,16 +38,28 @@ pub fn run(config: Config) -> Result<(), CommandError> {
     if !matches!(config.command, CommandConfig::Unmount { .. }) {
         repo.check()?;
     }
+    let id = |given: &std::ffi::OsStr| names::resolve(&repo, given);
     match config.command {
         CommandConfig::List(args) => list::list(&repo, &args),
         CommandConfig::Create { prefix, legacy } => create::create(&repo, &prefix, legacy),
-        CommandConfig::Cat { id, decode: false } => checkpoint::cat(&repo, &id),
-        CommandConfig::Cat { id, decode: true } => checkpoint::cat_decoded(&repo, &id),
-        CommandConfig::Checkpoint { id, file } => {
-            checkpoint::checkpoint(&repo, &id, file.as_deref())
+        CommandConfig::Cat {
+            id: given,
+            decode: false,
+        } => checkpoint::cat(&repo, &id(&given)),
+        CommandConfig::Cat {
+            id: given,
+            decode: true,
+        } => checkpoint::cat_decoded(&repo, &id(&given)),
+        CommandConfig::Checkpoint { id: given, file } => {
+            checkpoint::checkpoint(&repo, &id(&given), file.as_deref())
         }
-        CommandConfig::Remove { ids } => cleanup::remove(&repo, &ids),
-        CommandConfig::BreakLock { id, force } => cleanup::break_lock(&repo, &id, force),
+        CommandConfig::Remove { ids } => {
+            let ids: Vec<_> = ids.iter().map(|given| id(given)).collect();
+            cleanup::remove(&repo, &ids)
+        }
+        CommandConfig::BreakLock { id: given, force } => {
+            cleanup::break_lock(&repo, &id(&given), force)
+        }
         CommandConfig::Gc {
             older_than,
             dry_run,

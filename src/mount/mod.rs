@@ -8,6 +8,9 @@
 //! files are still open, so no mountpoint is left dead by a clean stop.
 
 pub mod adapter;
+mod auto_unmount;
+mod mounts;
+mod preflight;
 mod watch;
 
 use std::ffi::{CString, OsString};
@@ -47,12 +50,40 @@ pub struct MountConfig {
 
 #[derive(Debug)]
 pub enum MountError {
-    Mountpoint { path: PathBuf, problem: String },
+    Mountpoint {
+        path: PathBuf,
+        problem: String,
+    },
     Repository(crate::core::Error),
-    Mount { path: PathBuf, source: io::Error },
-    Unmount { path: PathBuf, source: io::Error },
+    Mount {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Unmount {
+        path: PathBuf,
+        source: io::Error,
+    },
     Daemon(String),
     MissingTool(&'static str),
+    /// Something is mounted there already.
+    AlreadyMounted {
+        path: PathBuf,
+        by: String,
+    },
+    /// `unmount` of a path nothing is mounted on.
+    NotMounted {
+        path: PathBuf,
+    },
+    /// `/dev/fuse` is missing or not accessible.
+    FuseDevice {
+        path: PathBuf,
+        problem: String,
+    },
+    /// The user cannot read or write the repository.
+    RepositoryAccess {
+        repo: PathBuf,
+        problem: String,
+    },
 }
 
 impl fmt::Display for MountError {
@@ -63,8 +94,41 @@ impl fmt::Display for MountError {
             }
             MountError::Repository(e) => e.fmt(f),
             MountError::Mount { path, source } => {
-                write!(f, "cannot mount on {}: {source}", path.display())
+                write!(f, "cannot mount on {}: {source}", path.display())?;
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::EACCES) | Some(libc::EPERM)
+                ) {
+                    // SAFETY: geteuid has no preconditions.
+                    if unsafe { libc::geteuid() } != 0 {
+                        f.write_str(
+                            " (an ordinary user may mount only on a directory they own and can write)",
+                        )?;
+                    }
+                }
+                Ok(())
             }
+            MountError::AlreadyMounted { path, by } => write!(
+                f,
+                "cannot mount on {}: {by} is already mounted there (unmount it first: sessionfs unmount {})",
+                path.display(),
+                path.display()
+            ),
+            MountError::NotMounted { path } => {
+                write!(
+                    f,
+                    "cannot unmount {}: nothing is mounted there",
+                    path.display()
+                )
+            }
+            MountError::FuseDevice { path, problem } => {
+                write!(f, "cannot mount on {}: {problem}", path.display())
+            }
+            MountError::RepositoryAccess { repo, problem } => write!(
+                f,
+                "cannot use the session repository {}: {problem}; choose another with --repo DIR",
+                repo.display()
+            ),
             MountError::Unmount { path, source } => {
                 write!(f, "cannot unmount {}: {source}", path.display())
             }
@@ -74,35 +138,7 @@ impl fmt::Display for MountError {
     }
 }
 
-/// Checks that `path` can be mounted on: an existing directory, not a dead
-/// FUSE mount.
-fn check_mountpoint(path: &Path) -> Result<(), MountError> {
-    let problem = |p: &str| MountError::Mountpoint {
-        path: path.to_path_buf(),
-        problem: p.to_string(),
-    };
-    let dead = || {
-        problem(&format!(
-            "it is a dead mount left by a daemon that stopped (transport endpoint is not connected); \
-             run `sessionfs unmount {}` first",
-            path.display()
-        ))
-    };
-    match std::fs::metadata(path) {
-        // The kernel may answer stat from cached attributes; listing the
-        // directory always asks, so a dead mount shows here.
-        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(dead()),
-            _ => Ok(()),
-        },
-        Ok(_) => Err(problem("not a directory")),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(dead()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(problem("no such directory")),
-        Err(e) => Err(problem(&e.to_string())),
-    }
-}
-
-fn has_program(name: &str) -> bool {
+pub(crate) fn has_program(name: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
 }
@@ -110,18 +146,25 @@ fn has_program(name: &str) -> bool {
 /// `sessionfs mount`: in the foreground, or starts the daemon and returns
 /// once the mount is ready.
 pub fn mount(config: MountConfig) -> Result<(), MountError> {
-    check_mountpoint(&config.mountpoint)?;
+    let prepared = preflight::prepare(&config)?;
+    if prepared.created_mountpoint {
+        // Said before serving, so a foreground mount says it too.
+        eprintln!(
+            "sessionfs: created the mount point {}",
+            config.mountpoint.display()
+        );
+    }
     if config.auto_unmount && !has_program("fusermount3") {
         return Err(MountError::MissingTool(
             "--auto-unmount needs fusermount3 (install the fuse3 package)",
         ));
     }
-    config.repo.check().map_err(MountError::Repository)?;
     if config.foreground {
-        run_foreground(config)
+        run_foreground(config)?;
     } else {
-        spawn_daemon(&config)
+        spawn_daemon(&config)?;
     }
+    Ok(())
 }
 
 /// Starts `sessionfs … mount --foreground` detached, and waits for it to
@@ -211,6 +254,14 @@ fn report_ready(fd: Option<i32>, line: &str) {
     }
 }
 
+/// Whether fuser's own auto-unmount serves `--auto-unmount`: it needs an
+/// ACL beyond the owner, which an ordinary user may not ask for without
+/// `user_allow_other`; the daemon's own watcher serves them instead.
+fn fuser_auto_unmounts(config: &MountConfig) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    config.auto_unmount && (config.allow_other || unsafe { libc::geteuid() } == 0)
+}
+
 fn mount_options(config: &MountConfig) -> Config {
     let mut options = vec![
         MountOption::FSName(config.repo.location().display().to_string()),
@@ -222,14 +273,14 @@ fn mount_options(config: &MountConfig) -> Config {
     if config.read_only {
         options.push(MountOption::RO);
     }
-    if config.auto_unmount {
+    if fuser_auto_unmounts(config) {
         options.push(MountOption::AutoUnmount);
     }
     let mut fuser_config = Config::default();
     fuser_config.mount_options = options;
     fuser_config.acl = if config.allow_other {
         SessionACL::All
-    } else if config.auto_unmount {
+    } else if fuser_auto_unmounts(config) {
         // fuser's auto-unmount needs a non-owner ACL; root and the owner
         // are the same user for a root daemon.
         SessionACL::RootAndOwner
@@ -329,6 +380,18 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
                 source,
             }
         })?;
+    let mut watcher = if config.auto_unmount && !fuser_auto_unmounts(config) {
+        match auto_unmount::Watcher::start(&config.mountpoint) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                return Err(MountError::Daemon(format!(
+                    "cannot start the auto-unmount watcher: {e}"
+                )));
+            }
+        }
+    } else {
+        None
+    };
     // What the kernel caches of the root is dropped from a thread of its
     // own when the repository changes outside the mount (see watch) or a
     // listing finds a session gone (Adapter::invalidate_vanished): the
@@ -397,7 +460,13 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
             }
         }
     }
-    match worker.join() {
+    let joined = worker.join();
+    if let Some(w) = watcher.as_mut()
+        && !mounts::is_mounted(&config.mountpoint)
+    {
+        w.stand_down();
+    }
+    match joined {
         Ok(Ok(())) => Ok(()),
         // When the last open file of a detached (lazily unmounted) mount is
         // closed, the kernel tears the connection down, and the session's
@@ -405,7 +474,7 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
         // once the mount is gone.
         Ok(Err(e))
             if e.raw_os_error() == Some(libc::ECONNABORTED)
-                && !listed_as_mounted(&config.mountpoint) =>
+                && !mounts::is_mounted(&config.mountpoint) =>
         {
             log::info!(
                 "{}: the kernel closed the connection of the unmounted filesystem",
@@ -418,40 +487,6 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
             "the FUSE session thread panicked".to_string(),
         )),
     }
-}
-
-/// Whether `path` is still a mount point in this process's namespace.
-fn listed_as_mounted(path: &Path) -> bool {
-    // mountinfo shows resolved paths, with ' ', '\t', '\n' and '\\' as
-    // octal escapes; the mount point itself may be dead, so resolve its
-    // parent only.
-    let path = match (path.parent().map(Path::canonicalize), path.file_name()) {
-        (Some(Ok(parent)), Some(name)) => parent.join(name),
-        _ => path.to_path_buf(),
-    };
-    let unescape = |field: &str| {
-        let b = field.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            let octal = b
-                .get(i + 1..i + 4)
-                .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-            if let Some(d) = octal {
-                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        out
-    };
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
-        info.lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .any(|mp| unescape(mp) == path.as_os_str().as_bytes())
-    })
 }
 
 fn umount2(path: &Path, flags: i32) -> io::Result<()> {
@@ -484,6 +519,16 @@ pub fn unmount(path: &Path) -> Result<Unmounted, MountError> {
         path: path.to_path_buf(),
         source,
     };
+    if !mounts::is_mounted(path) {
+        return Err(if path.exists() || path.symlink_metadata().is_ok() {
+            preflight::not_mounted(path)
+        } else {
+            MountError::Mountpoint {
+                path: path.to_path_buf(),
+                problem: "no such directory".into(),
+            }
+        });
+    }
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
@@ -495,10 +540,7 @@ pub fn unmount(path: &Path) -> Result<Unmounted, MountError> {
             lazy_unmount(path).map_err(err)?;
             Ok(Unmounted::Detached)
         }
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(MountError::Mountpoint {
-            path: path.to_path_buf(),
-            problem: "not a mount point".into(),
-        }),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Err(preflight::not_mounted(path)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(MountError::Mountpoint {
             path: path.to_path_buf(),
             problem: "no such directory".into(),
