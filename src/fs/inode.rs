@@ -474,4 +474,105 @@ mod tests {
         // The detached inodes still resolve until forgotten.
         assert!(t.key(d).is_some() && t.key(f).is_some());
     }
+
+    #[test]
+    fn the_names_that_mean_something_are_told_apart_once() {
+        let s = NodeKey::Session("s.session".into());
+        let child = |k: &NodeKey, n: &str| k.child(OsStr::new(n)).unwrap();
+        assert_eq!(
+            child(&s, "session"),
+            NodeKey::Checkpoint("s.session".into())
+        );
+        assert_eq!(child(&s, "session.next"), NodeKey::Lock("s.session".into()));
+        assert_eq!(child(&s, "session.json"), NodeKey::View("s.session".into()));
+        assert_eq!(
+            child(&s, "io-logs"),
+            NodeKey::Child("s.session".into(), "io-logs".into())
+        );
+        // Only directly in the session directory.
+        let deeper = child(&child(&s, "io-logs"), "session");
+        assert_eq!(
+            deeper,
+            NodeKey::Child("s.session".into(), "io-logs/session".into())
+        );
+        assert_eq!(
+            NodeKey::Root.child(OsStr::new("x.session")),
+            Some(NodeKey::Session("x.session".into()))
+        );
+        assert_eq!(NodeKey::LastSession.child(OsStr::new("x")), None);
+        assert_eq!(
+            NodeKey::PendingLink("tmp".into()).child(OsStr::new("x")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rename_onto_a_special_name_gives_the_special_key() {
+        let mut t = InodeTable::default();
+        let s = || OsString::from("s.session");
+        let f = t.intern(NodeKey::Child(s(), "draft".into()), true);
+        let inner = t.intern(NodeKey::Child(s(), "d/session".into()), true);
+        t.rename(&NodeKey::Child(s(), "draft".into()), &NodeKey::View(s()));
+        assert_eq!(t.key(f), Some(NodeKey::View(s())));
+        t.rename(
+            &NodeKey::Child(s(), "d".into()),
+            &NodeKey::Child(s(), "e".into()),
+        );
+        assert_eq!(t.key(inner), Some(NodeKey::Child(s(), "e/session".into())));
+    }
+
+    fn stat_of_size(size: i64) -> libc::stat {
+        // SAFETY: libc::stat is plain data; all zeroes is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_size = size;
+        st.st_ino = 42;
+        st
+    }
+
+    #[test]
+    fn a_checkpoint_inode_is_reused_only_by_the_same_process_for_the_same_version() {
+        let mut n = Nodes::default();
+        let key = || NodeKey::Checkpoint("s.session".into());
+        let a = n.looked_up(key(), &stat_of_size(1), 7);
+        assert_eq!(n.looked_up(key(), &stat_of_size(1), 7), a, "stat then open");
+        assert_ne!(
+            n.looked_up(key(), &stat_of_size(1), 8),
+            a,
+            "another process"
+        );
+        let b = n.looked_up(key(), &stat_of_size(1), 7);
+        let c = n.looked_up(key(), &stat_of_size(2), 7);
+        assert_ne!(b, c, "another version");
+        n.checkpoints.opened(c, 100);
+        assert_ne!(
+            n.looked_up(key(), &stat_of_size(2), 7),
+            c,
+            "open inodes are not shared"
+        );
+        assert_ne!(
+            n.looked_up(key(), &stat_of_size(2), 0),
+            n.looked_up(key(), &stat_of_size(2), 0),
+            "unknown process"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_inode_forgotten_while_open_goes_at_its_release() {
+        let mut n = Nodes::default();
+        let ino = n.looked_up(NodeKey::Checkpoint("s.session".into()), &stat_of_size(1), 7);
+        n.checkpoints.opened(ino, 5);
+        n.forget(ino, 1);
+        assert_eq!(n.table.key(ino), None);
+        assert_eq!(
+            n.checkpoints.handles(ino),
+            vec![5],
+            "the handle still stands for it"
+        );
+        n.closed(5);
+        assert!(n.checkpoints.handles(ino).is_empty());
+        assert!(
+            !n.checkpoints.by_ino.contains_key(&ino),
+            "nothing left behind"
+        );
+    }
 }
