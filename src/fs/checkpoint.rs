@@ -2,45 +2,49 @@
 //! writes checkpoints through the core's lock protocol.
 //!
 //! A write handle is in one of three [`State`]s; every change of state is
-//! made by [`WriteHandle`]'s methods below, and only there:
+//! made by [`WriteHandle`]'s methods below, and only there. `Writing`
+//! carries its [`Progress`]: `U`ntouched, `T`runcated (opened with
+//! `O_TRUNC`, nothing written yet), `W`ritten.
 //!
 //! ```text
-//!                 OPEN (O_WRONLY/O_RDWR, takes the lock: session.next)
-//!                   |  progress = Truncated with O_TRUNC, else Untouched
-//!                   v
-//!   +------------ Writing { writer, baseline, progress } <----------+
-//!   |              |  WRITE, SETATTR(size)  -> progress = Written    |
-//!   |              |  FSYNC, passthrough   -> snapshot committed,    |
-//!   |              |                          progress = Untouched   |
-//!   |              |                                                 |
-//!   |   FLUSH, changed  ---------> commit --+                        |
-//!   |   FSYNC, changed (daemon) -> commit --+-> Idle ---- WRITE, ----+
-//!   |   RELEASE, changed --------> commit --+   (no lock) SETATTR(size)
-//!   |   RELEASE, unchanged -> abort --------+             (new writer,
-//!   |   FLUSH, Truncated only, writer dying                from current)
-//!   |           -> discard ------------------+
-//!   |   FLUSH, changed, writer dying -> discard at the rename
-//!   |
-//!   +-- WRITE/SETATTR fails, or no disk room before a passthrough
-//!       commit -> abort --> Failed { errno } (no lock)
-//!                             WRITE, SETATTR(size), FSYNC -> the errno
-//!                             FLUSH -> the errno, then Idle
-//!                             RELEASE -> Idle's release
+//! state       request                         next state   effect
+//! ----------  ------------------------------  -----------  ----------------------------
+//! (none)      OPEN for writing                Writing T|U  takes the lock (session.next)
+//! Writing     WRITE, SETATTR(size)            Writing W    -
+//! Writing     WRITE, SETATTR(size) fails      Failed       aborts: lock released
+//! Writing     FLUSH, written                  Idle         commits; discards instead if
+//!                                                          the closer is dying
+//! Writing T   FLUSH, not written              Writing T    nothing; if the closer is
+//!                                             (Idle)       dying, discards (Idle)
+//! Writing U   FLUSH, not written              Writing U    nothing: lock kept (*)
+//! Writing     FSYNC, changed, daemon-served   Idle         commits
+//! Writing     FSYNC, changed, passthrough     Writing U    commits a copy, lock kept
+//! Writing     FSYNC, not changed              Writing      -
+//! Writing     RELEASE, changed                Idle         commits (`: > session`)
+//! Writing     RELEASE, not changed            Idle         aborts: lock released
+//! Writing     a passthrough commit finds      Failed       aborts: lock released
+//!             the disk full
+//! Idle        WRITE, SETATTR(size)            Writing W    takes the lock; starts from
+//!                                                          the committed checkpoint
+//! Idle        FLUSH (closer not dying),       Idle         commits sealed writes, if
+//!             FSYNC, RELEASE                               any (see below)
+//! Failed      WRITE, SETATTR(size), FSYNC     Failed       fails with the errno
+//! Failed      FLUSH                           Idle         fails with the errno
+//! Failed      RELEASE                         (gone)       commits sealed writes, if any
 //! ```
 //!
-//! - "changed": written through the daemon (`Written`), opened with
-//!   `O_TRUNC` (`Truncated`), or, with passthrough, the writer's file is
-//!   not the `baseline` it was at open or at the last snapshot (the kernel
-//!   writes it without the daemon).
-//! - FLUSH (each `close()`) commits only what was written: with `Truncated`
-//!   and nothing written it commits nothing, since the shell's redirection
+//! - "written": `W`, or, with passthrough, the writer's file is not the
+//!   `baseline` it was at open or at the last snapshot (the kernel writes
+//!   it without the daemon). "changed": written, or `T`.
+//! - FLUSH (each `close()`) commits only what was written: with `T` and
+//!   nothing written it commits nothing, since the shell's redirection
 //!   opens with `O_TRUNC`, `dup2`s and closes the original before the
 //!   command writes; RELEASE (the last close) then commits the empty file
-//!   (`: > session`). A FLUSH in `Writing { progress: Untouched }` with
-//!   nothing written keeps the lock until RELEASE.
+//!   (`: > session`).
+//! - (*) A FLUSH with nothing written keeps the lock until RELEASE (the
+//!   `Writing U` row); releasing it there instead is `give_up`.
 //! - What holds the lock: exactly the `Writing` state (its
-//!   [`CheckpointWriter`]); `Idle` and `Failed` hold none, and a new
-//!   WRITE takes it again (a checkpoint starting from the committed one).
+//!   [`CheckpointWriter`]); `Idle` and `Failed` hold none.
 //! - A commit is the core's: sync, rename over `session`, sync of the
 //!   directory. At FLUSH, whether the closing process is being killed by a
 //!   signal is asked before the sync and answered before the rename
@@ -354,10 +358,7 @@ impl WriteHandle {
     pub(super) fn release(&mut self) -> FsResult<()> {
         match self.state {
             State::Writing { .. } if self.changed() => self.commit(None),
-            State::Writing { .. } => match std::mem::replace(&mut self.state, State::Idle) {
-                State::Writing { writer, .. } => Ok(writer.abort()?),
-                State::Idle | State::Failed { .. } => Ok(()),
-            },
+            State::Writing { .. } => self.give_up(),
             State::Idle | State::Failed { .. } => self.recommit_sealed(),
         }
     }
@@ -445,14 +446,21 @@ impl WriteHandle {
         Ok(())
     }
 
-    /// Discards the checkpoint of a writer killed by a signal (`Writing` →
-    /// `Idle`).
-    fn discard(&mut self, pid: u32) -> FsResult<()> {
-        self.log_discarded(pid);
+    /// Gives up a checkpoint with nothing to commit: its lock is released
+    /// (`Writing` → `Idle`). Today only RELEASE does; a FLUSH with nothing
+    /// written keeps the lock (see the module doc).
+    fn give_up(&mut self) -> FsResult<()> {
         if let State::Writing { writer, .. } = std::mem::replace(&mut self.state, State::Idle) {
             writer.abort()?;
         }
         Ok(())
+    }
+
+    /// Discards the checkpoint of a writer killed by a signal (`Writing` →
+    /// `Idle`).
+    fn discard(&mut self, pid: u32) -> FsResult<()> {
+        self.log_discarded(pid);
+        self.give_up()
     }
 
     /// Aborts the checkpoint in progress of a handle whose write failed (its

@@ -2,7 +2,7 @@
 //! repository.
 //!
 //! Invariants:
-//! - [`ROOT`] and [`LAST_SESSION`] always exist; every other inode names a
+//! - [`ROOT`] and `LAST_SESSION` always exist; every other inode names a
 //!   session directory or a path inside one, by name (never by a path that
 //!   leaves the session directory: each component was a single name looked
 //!   up by the kernel);

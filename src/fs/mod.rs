@@ -7,7 +7,7 @@
 //! Layout, one concern per file:
 //! - [`inode`]: node keys (typed: the checkpoint, the lock, the view, a
 //!   pending root link are variants, never names compared by hand) and the
-//!   inode table with what is known per inode ([`inode::Nodes`]);
+//!   inode table with what is known per inode (`inode::Nodes`);
 //! - `resolve`: from a node key to a descriptor or a `stat`, beneath the
 //!   repository descriptor;
 //! - `root`: the root namespace (sessions, `last-session`, pending links);
@@ -46,7 +46,7 @@
 //!    whole of a request on that handle, commit I/O included;
 //! 2. a view slot (`view`), held while one session's checkpoint decodes;
 //! 3. the handle table (`handles`);
-//! 4. the nodes ([`inode::Nodes`]: inode table, checkpoint inodes, pending
+//! 4. the nodes (`inode::Nodes`: inode table, checkpoint inodes, pending
 //!    links, cached versions, vanished sessions);
 //! 5. the `/proc` reader pool (`dying`), a leaf.
 //!
