@@ -369,6 +369,46 @@ fn the_lock_cannot_be_made_renamed_or_written_through_the_mount() {
     assert_eq!(d.on_disk(S), b"committed");
 }
 
+// ----- the decoded view ------------------------------------------------------
+
+#[test]
+fn the_view_shows_the_decoded_checkpoint_and_refuses_changes() {
+    let d = with_checkpoint(br#"{"version": 1, "jobs": ["a", "b"]}"#);
+    let dir = d.session(S);
+    let view = d.lookup(dir, "session.json").unwrap();
+    let fh = d.open(view.ino, libc::O_RDONLY).unwrap().fh;
+    assert!(d.fs.direct_io(fh), "its size is known only once decoded");
+    let text = d.read_all(fh).unwrap();
+    d.fs.release(fh).unwrap();
+    assert_eq!(text.len() as u64, view.size);
+    let decoded: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(
+        decoded,
+        serde_json::json!({"version": 1, "jobs": ["a", "b"]})
+    );
+    assert_eq!(errno_of(d.open(view.ino, libc::O_WRONLY)), libc::EPERM);
+    let renamed =
+        d.fs.rename(dir, OsStr::new("session.json"), dir, OsStr::new("x"), 0);
+    assert_eq!(errno_of(renamed), libc::EPERM);
+    // `rm -r` of the session meets it: removing it succeeds, doing nothing.
+    d.fs.unlink(dir, OsStr::new("session.json")).unwrap();
+    assert!(
+        d.lookup(dir, "session.json").is_ok(),
+        "still derived from the checkpoint"
+    );
+    assert!(d.on_disk(S).starts_with(b"{\"version\""));
+}
+
+#[test]
+fn an_undecodable_checkpoint_has_no_view() {
+    let d = with_checkpoint(b"\x00\x01 not json");
+    let dir = d.session(S);
+    assert!(matches!(
+        d.lookup(dir, "session.json"),
+        Err(FsError::NotFound)
+    ));
+}
+
 // ----- passthrough: the kernel writes the backing file itself ---------------
 
 /// A WRITE the kernel serves through the passthrough backing file, without
@@ -509,6 +549,58 @@ fn mkdir_in_the_root_makes_a_whole_session_and_refuses_other_names() {
     let too_long = d.fs.mkdir(ROOT, OsStr::new(&long), 0o755, me());
     assert_eq!(errno_of(too_long), libc::ENAMETOOLONG);
     assert!(!d.path("not-a-session").exists());
+}
+
+#[test]
+fn what_a_user_makes_through_the_layer_is_that_users() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the daemon runs as root in these tests"
+    );
+    let d = Driver::with_sessions(&[]);
+    let user = sessionfs::fs::Caller {
+        uid: 4321,
+        gid: 4322,
+        pid: me().pid,
+    };
+    let owner = |rel: &str| {
+        let m = std::fs::symlink_metadata(d.path(rel)).unwrap();
+        (m.uid(), m.gid())
+    };
+    let dir =
+        d.fs.mkdir(ROOT, OsStr::new("u.session"), 0o755, user)
+            .unwrap()
+            .ino;
+    assert_eq!(owner("u.session"), (4321, 4322));
+    for wk in sessionfs::core::WELL_KNOWN_DIRS {
+        assert_eq!(owner(&format!("u.session/{wk}")), (4321, 4322), "{wk}");
+    }
+    let (_, opened) =
+        d.fs.create(dir, OsStr::new("log"), 0o644, libc::O_WRONLY, user)
+            .unwrap();
+    d.fs.release(opened.fh).unwrap();
+    assert_eq!(owner("u.session/log"), (4321, 4322));
+    d.fs.symlink(dir, OsStr::new("link"), "log".as_ref(), user)
+        .unwrap();
+    assert_eq!(owner("u.session/link"), (4321, 4322));
+    let ino = d.fs.lookup_by(dir, OsStr::new("session"), 1).unwrap().ino;
+    let fh =
+        d.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, user)
+            .unwrap()
+            .fh;
+    d.write(fh, 0, b"mine").unwrap();
+    d.fs.flush(fh, user.pid).unwrap();
+    d.fs.release(fh).unwrap();
+    assert_eq!(owner("u.session/session"), (4321, 4322));
+    // Root's own files stay root's.
+    let (_, opened) =
+        d.fs.create(dir, OsStr::new("root-log"), 0o644, libc::O_WRONLY, me())
+            .unwrap();
+    d.fs.release(opened.fh).unwrap();
+    assert_eq!(owner("u.session/root-log"), (0, 0));
 }
 
 #[test]

@@ -20,9 +20,9 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::attr::{Attr, Kind};
+use super::file::chown_new;
 use super::handles::Handle;
 use super::inode::{NodeKey, ROOT};
-use super::root::chown_new;
 use super::{Caller, DirEntries, DirEntry, FsError, FsResult, SessionFs};
 use crate::core::{SESSION_FILE, sys};
 use crate::decode::VIEW_NAME;
@@ -195,7 +195,7 @@ impl SessionFs {
         }
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         self.check_writable("unlink", &key)?;
-        let missing_is_done = match &key {
+        match &key {
             // `rm session.next` breaks the lock, unless a live writer holds it.
             NodeKey::Lock(s) => {
                 let storage = self.storage(s)?;
@@ -203,26 +203,26 @@ impl SessionFs {
                 if !storage.break_lock_in(dir.as_fd(), false)? {
                     return Err(FsError::NotFound);
                 }
-                None
             }
-            // A session without a checkpoint shows an empty `session`;
-            // removing it (as `rm -r` does) is already done. Likewise the
-            // decoded view: `rm -r` of a session must work.
-            NodeKey::Checkpoint(_) | NodeKey::View(_) => Some(true),
-            NodeKey::Child(..) => Some(false),
+            NodeKey::Checkpoint(_) | NodeKey::View(_) | NodeKey::Child(..) => {
+                let (dir, last) = self.parent_of_key(&key)?;
+                match sys::unlinkat(dir.as_fd(), &last, false) {
+                    Ok(()) => {}
+                    // A session without a checkpoint shows an empty
+                    // `session`; removing it (as `rm -r` does) is already
+                    // done. Likewise the decoded view: `rm -r` of a session
+                    // must work.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::ENOENT)
+                            && matches!(key, NodeKey::Checkpoint(_) | NodeKey::View(_)) => {}
+                    Err(e) => return Err(FsError::io("unlink", self.path_of(&key), e)),
+                }
+            }
             NodeKey::Root
             | NodeKey::LastSession
             | NodeKey::PendingLink(_)
             | NodeKey::Session(_) => {
                 return Err(FsError::NotFound);
-            }
-        };
-        if let Some(missing_is_done) = missing_is_done {
-            let (dir, last) = self.parent_of_key(&key)?;
-            match sys::unlinkat(dir.as_fd(), &last, false) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && missing_is_done => {}
-                Err(e) => return Err(FsError::io("unlink", self.path_of(&key), e)),
             }
         }
         self.nodes().table.detach(&key);

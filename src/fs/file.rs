@@ -6,20 +6,21 @@
 //! - a plain file is opened beneath its session directory without
 //!   following a symlink (`O_NOFOLLOW` on the last name, the parent
 //!   resolved by `resolve`), and only with the flags the mount passes on;
-//! - a file created through the mount belongs to the caller, or does not
-//!   exist (a failed chown removes it again);
+//! - a file, directory, symlink or session created through the mount
+//!   belongs to the caller ([`chown_new`]), or does not exist (a failed
+//!   chown removes it again);
 //! - plain files are never passed through: concurrent opens of one inode
 //!   would need one shared backing file, which a per-open descriptor cannot
 //!   be; only `session` handles get a backing file (see `checkpoint`).
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use super::attr::Attr;
 use super::handles::Handle;
 use super::inode::NodeKey;
-use super::root::chown_new;
 use super::{Caller, FsError, FsResult, Opened, SessionFs};
 use crate::core::{SESSION_NEXT_FILE, sys};
 
@@ -147,3 +148,12 @@ pub(super) fn check_room(file: &File, dir: &Path) -> FsResult<()> {
 
 /// Free space above which [`check_room`] needs no allocation to tell.
 const ROOM_MARGIN: u128 = 64 << 20;
+
+/// Gives a file made by the (root) daemon to the user who asked for it.
+pub(super) fn chown_new(dir: BorrowedFd<'_>, name: &OsStr, caller: Caller) -> std::io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 || (caller.uid == 0 && caller.gid == 0) {
+        return Ok(());
+    }
+    sys::lchownat(dir, name, caller.uid, caller.gid)
+}

@@ -17,10 +17,11 @@
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::attr::{Attr, Kind};
+use super::file::chown_new;
 use super::inode::{LAST_SESSION, NodeKey};
 use super::{Caller, DirEntry, FsError, FsResult, SessionFs};
 use crate::core::{self, LAST_SESSION_LINK, NameProblem, SessionName, sys};
@@ -268,15 +269,6 @@ impl SessionFs {
             libc::EPERM,
         ))
     }
-}
-
-/// Gives a file made by the (root) daemon to the user who asked for it.
-pub(super) fn chown_new(dir: BorrowedFd<'_>, name: &OsStr, caller: Caller) -> std::io::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 || (caller.uid == 0 && caller.gid == 0) {
-        return Ok(());
-    }
-    sys::lchownat(dir, name, caller.uid, caller.gid)
 }
 
 #[cfg(test)]
