@@ -271,7 +271,7 @@ impl WriteHandle {
     /// FLUSH by process `pid`: commits what was written since the last
     /// commit, unless `pid` is dying from a signal.
     pub(super) fn flush(&mut self, pid: u32) -> FsResult<()> {
-        let written = match &self.state {
+        let progress = match &self.state {
             State::Failed { errno } => {
                 let e = self.failed_error(*errno);
                 self.state = State::Idle;
@@ -285,35 +285,21 @@ impl WriteHandle {
                 }
                 return self.recommit_sealed();
             }
-            // One fstat tells whether anything was written since the last
-            // commit (passthrough writes never reach the daemon).
-            State::Writing {
-                writer,
-                baseline,
-                progress,
-            } => {
-                let written =
-                    *progress == Progress::Written || Stamp::of_file(writer.file()) != *baseline;
-                // Nothing written and no O_TRUNC: nothing to commit or
-                // discard (release drops the lock of an untouched
-                // checkpoint).
-                if !written && *progress != Progress::Truncated {
-                    return Ok(());
-                }
-                written
-            }
+            State::Writing { progress, .. } => *progress,
         };
-        if !written {
-            // An O_TRUNC open closed before anything was written (the
-            // shell's dup2-and-close of a redirection) commits nothing yet;
-            // a dying writer's is discarded.
-            if dying_from_signal(pid) {
-                self.discard(pid)?;
-            }
-            return Ok(());
+        if self.written() {
+            // Whether the writer is dying is answered while the data is
+            // synced.
+            return self.commit(Some(DyingCheck::ask(pid)));
         }
-        // Whether the writer is dying is answered while the data is synced.
-        self.commit(Some(DyingCheck::ask(pid)))
+        // Nothing written: nothing to commit. An O_TRUNC open closed before
+        // anything was written (the shell's dup2-and-close of a
+        // redirection) commits at release, unless its writer is dying; an
+        // untouched checkpoint keeps its lock until release (`give_up`).
+        if progress == Progress::Truncated && dying_from_signal(pid) {
+            self.discard(pid)?;
+        }
+        Ok(())
     }
 
     /// FSYNC: commits durably what was written so far. With passthrough
@@ -365,14 +351,25 @@ impl WriteHandle {
 
     // ----- transitions ----------------------------------------------------
 
-    /// Whether a checkpoint is in progress and holds something to commit.
-    fn changed(&self) -> bool {
+    /// Whether the checkpoint in progress was written since it started or
+    /// was last snapshotted: through the daemon, or (one fstat tells, since
+    /// passthrough writes never reach the daemon) by the kernel.
+    fn written(&self) -> bool {
         match &self.state {
             State::Writing {
                 writer,
                 baseline,
                 progress,
-            } => *progress != Progress::Untouched || Stamp::of_file(writer.file()) != *baseline,
+            } => *progress == Progress::Written || Stamp::of_file(writer.file()) != *baseline,
+            State::Idle | State::Failed { .. } => false,
+        }
+    }
+
+    /// Whether the checkpoint in progress holds something to commit: what
+    /// was written, or the empty file an `O_TRUNC` open asked for.
+    fn changed(&self) -> bool {
+        match &self.state {
+            State::Writing { progress, .. } => *progress == Progress::Truncated || self.written(),
             State::Idle | State::Failed { .. } => false,
         }
     }
