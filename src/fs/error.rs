@@ -45,7 +45,7 @@ pub enum FsError {
 pub type FsResult<T> = Result<T, FsError>;
 
 impl FsError {
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> FsError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> FsError {
         if source.raw_os_error() == Some(libc::ENOENT) {
             return FsError::NotFound;
         }
@@ -56,7 +56,7 @@ impl FsError {
         }
     }
 
-    pub fn refused(
+    pub(crate) fn refused(
         op: &'static str,
         path: impl Into<PathBuf>,
         reason: &'static str,

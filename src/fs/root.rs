@@ -356,6 +356,9 @@ mod tests {
             "a pending link never reaches the disk"
         );
         assert_eq!(fs.readlink(link.ino).unwrap(), "a.session");
+        let looked_up = fs.lookup_by(ROOT, OsStr::new("tmp-link"), 0).unwrap();
+        assert_eq!(looked_up.ino, link.ino);
+        assert_eq!(looked_up.size, "a.session".len() as u64);
         assert!(matches!(fs.key(link.ino).unwrap(), NodeKey::PendingLink(_)));
         fs.rename(
             ROOT,
