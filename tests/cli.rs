@@ -838,7 +838,9 @@ fn ids_with_control_characters_and_bad_bytes_are_printed_escaped_and_accepted_ba
     use std::os::unix::ffi::OsStrExt;
     let t = TestRepo::new();
     let raw: &[u8] = b"evil\n\x1b[2J\xff name";
-    let dir = t.path().join(std::ffi::OsStr::from_bytes(&[raw, b".session"].concat()));
+    let dir = t
+        .path()
+        .join(std::ffi::OsStr::from_bytes(&[raw, b".session"].concat()));
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("session"), b"payload").unwrap();
     let printed = "evil\\n\\033[2J\\377\\ name";

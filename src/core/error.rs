@@ -2,9 +2,11 @@
 //!
 //! Invariants: every variant carries the path it is about, and every
 //! `Io` variant also names the operation that failed and keeps the source
-//! `io::Error`, so a message printed once is enough to act on. The mapping to
-//! an errno ([`Error::errno`]) is exhaustive, with no wildcard arm, so a new
-//! variant cannot be added without deciding how the mount reports it.
+//! `io::Error`, so a message printed once is enough to act on. The core says
+//! what went wrong; what a filesystem replies for it (the errno) is the
+//! filesystem layer's decision (`crate::fs::error`), whose mapping matches
+//! every variant here, so a new variant cannot be added without deciding
+//! how the mount reports it.
 
 use std::fmt;
 use std::io;
@@ -133,29 +135,6 @@ impl Error {
             op,
             path: path.into(),
             source,
-        }
-    }
-
-    /// The errno a filesystem reports for this error.
-    pub fn errno(&self) -> i32 {
-        match self {
-            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            Error::Locked { .. } => libc::EBUSY,
-            Error::LockHeld { .. } => libc::EBUSY,
-            Error::LockLost { .. } => libc::EBUSY,
-            Error::NotDurable { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            Error::NoSuchSession { .. } => libc::ENOENT,
-            Error::InvalidName { problem, .. } => match problem {
-                NameProblem::TooLong => libc::ENAMETOOLONG,
-                NameProblem::Empty
-                | NameProblem::HasSlash
-                | NameProblem::HasNul
-                | NameProblem::DotOrDotDot
-                | NameProblem::Hidden
-                | NameProblem::NoSessionSuffix => libc::EINVAL,
-            },
-            Error::NotARepository { .. } => libc::ENOTDIR,
-            Error::UnexpectedFileType { .. } => libc::EINVAL,
         }
     }
 

@@ -216,7 +216,9 @@ impl Repository {
         self.create_session_in(dir.as_fd(), name, how)
     }
 
-    fn create_session_in(
+    /// [`Repository::create_session`] in an already open repository
+    /// directory.
+    pub fn create_session_in(
         &self,
         dir: BorrowedFd<'_>,
         name: SessionName,

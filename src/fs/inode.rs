@@ -2,7 +2,7 @@
 //! repository.
 //!
 //! Invariants:
-//! - [`ROOT`] and [`LAST_SESSION`] always exist; every other inode names a
+//! - [`ROOT`] and `LAST_SESSION` always exist; every other inode names a
 //!   session directory or a path inside one, by name (never by a path that
 //!   leaves the session directory: each component was a single name looked
 //!   up by the kernel);
@@ -16,45 +16,82 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use super::Stamp;
+use crate::core::{SESSION_FILE, SESSION_NEXT_FILE, SessionName, is_checkpoint_temporary};
+use crate::decode::VIEW_NAME;
+
 pub const ROOT: u64 = 1;
-pub const LAST_SESSION: u64 = 2;
+pub(crate) const LAST_SESSION: u64 = 2;
 const FIRST_DYNAMIC: u64 = 3;
 
-/// The place an inode stands for.
+/// The place an inode stands for. The names that mean something to the
+/// filesystem are told apart here, once, by [`NodeKey::inside`]: the rest
+/// of the layer matches on the variant, never on a name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NodeKey {
+pub(crate) enum NodeKey {
     Root,
     LastSession,
+    /// A symlink made in the root that is not `last-session` (yet): `ln
+    /// -sfn X.session last-session` makes a temporary link, then renames
+    /// it. Known only to the daemon, by its name.
+    PendingLink(OsString),
     /// A session directory, by its name in the repository.
     Session(OsString),
-    /// A path inside a session directory (one or more components).
+    /// `session` directly in a session directory: the checkpoint.
+    Checkpoint(OsString),
+    /// `session.next` directly in a session directory: the lock of a
+    /// checkpoint in progress.
+    Lock(OsString),
+    /// `session.json` directly in a session directory: the decoded view,
+    /// unless a real file of that name exists.
+    View(OsString),
+    /// Any other path inside a session directory (one or more components).
     Child(OsString, PathBuf),
 }
 
 impl NodeKey {
-    /// The session directory name this key lives in, if any.
-    pub fn session(&self) -> Option<&OsStr> {
-        match self {
-            NodeKey::Session(s) | NodeKey::Child(s, _) => Some(s),
-            NodeKey::Root | NodeKey::LastSession => None,
+    /// The key of `rel` inside the session directory `session`.
+    pub fn inside(session: OsString, rel: PathBuf) -> NodeKey {
+        let name = rel.as_os_str();
+        if name == SESSION_FILE {
+            NodeKey::Checkpoint(session)
+        } else if name == SESSION_NEXT_FILE {
+            NodeKey::Lock(session)
+        } else if name == VIEW_NAME {
+            NodeKey::View(session)
+        } else {
+            NodeKey::Child(session, rel)
         }
     }
 
-    /// The key of `name` inside the directory this key stands for.
+    /// For a key inside a session directory: the session and the path
+    /// relative to it.
+    pub fn in_session(&self) -> Option<(&OsStr, &Path)> {
+        match self {
+            NodeKey::Checkpoint(s) => Some((s, Path::new(SESSION_FILE))),
+            NodeKey::Lock(s) => Some((s, Path::new(SESSION_NEXT_FILE))),
+            NodeKey::View(s) => Some((s, Path::new(VIEW_NAME))),
+            NodeKey::Child(s, rel) => Some((s, rel)),
+            NodeKey::Root
+            | NodeKey::LastSession
+            | NodeKey::PendingLink(_)
+            | NodeKey::Session(_) => None,
+        }
+    }
+
+    /// The key of `name` inside the directory this key stands for; `None`
+    /// where the mount shows nothing of that name (a checkpoint writer's
+    /// temporary in a session directory is never a session's content).
     pub fn child(&self, name: &OsStr) -> Option<NodeKey> {
         match self {
             NodeKey::Root => Some(NodeKey::Session(name.to_os_string())),
-            NodeKey::Session(s) => Some(NodeKey::Child(s.clone(), PathBuf::from(name))),
-            NodeKey::Child(s, rel) => Some(NodeKey::Child(s.clone(), rel.join(name))),
-            NodeKey::LastSession => None,
-        }
-    }
-
-    /// For a child key: its path relative to the session directory.
-    pub fn rel(&self) -> Option<&Path> {
-        match self {
-            NodeKey::Child(_, rel) => Some(rel),
-            NodeKey::Root | NodeKey::LastSession | NodeKey::Session(_) => None,
+            NodeKey::Session(_) if is_checkpoint_temporary(name) => None,
+            NodeKey::Session(s) => Some(NodeKey::inside(s.clone(), PathBuf::from(name))),
+            NodeKey::LastSession | NodeKey::PendingLink(_) => None,
+            NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
+                let (s, rel) = self.in_session()?;
+                Some(NodeKey::inside(s.to_os_string(), rel.join(name)))
+            }
         }
     }
 }
@@ -66,7 +103,7 @@ struct Node {
 }
 
 #[derive(Debug)]
-pub struct InodeTable {
+pub(crate) struct InodeTable {
     by_ino: HashMap<u64, Node>,
     by_key: HashMap<NodeKey, u64>,
     next: u64,
@@ -203,12 +240,133 @@ impl InodeTable {
         })
     }
 
+    /// How many inodes the table holds.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_ino.len()
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.by_ino.is_empty()
+/// The inodes of `session` files. A lookup of `session` gets the inode of
+/// the last lookup back only when the same process made that lookup,
+/// nothing has the inode open, and the committed file is the same version
+/// (so `stat` then `open`, as `cp` and `tar` do, see one inode); otherwise
+/// a fresh inode, so every open version and every checkpoint being written
+/// has a page cache and a passthrough backing file of its own (the kernel
+/// wants one backing file for all passthrough opens of an inode), even
+/// when two processes look it up at once.
+#[derive(Debug, Default)]
+pub(crate) struct CheckpointInodes {
+    by_ino: HashMap<u64, CheckpointInode>,
+    ino_of_fh: HashMap<u64, u64>,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointInode {
+    /// The committed file when the inode was looked up (`None`: unknown).
+    stamp: Option<Stamp>,
+    /// The handles open on the inode, oldest first.
+    handles: Vec<u64>,
+    /// The process (thread) that looked it up last; 0: unknown.
+    pid: u32,
+}
+
+impl CheckpointInodes {
+    fn reusable(&self, ino: u64, stamp: &Stamp, pid: u32) -> bool {
+        self.by_ino.get(&ino).is_some_and(|c| {
+            pid != 0 && c.pid == pid && c.handles.is_empty() && c.stamp.as_ref() == Some(stamp)
+        })
+    }
+
+    pub fn opened(&mut self, ino: u64, fh: u64) {
+        self.by_ino.entry(ino).or_default().handles.push(fh);
+        self.ino_of_fh.insert(fh, ino);
+    }
+
+    /// The handles open on `ino`, oldest first.
+    pub fn handles(&self, ino: u64) -> Vec<u64> {
+        self.by_ino
+            .get(&ino)
+            .map(|c| c.handles.clone())
+            .unwrap_or_default()
+    }
+
+    /// The handle is gone; returns its inode when nothing else has it open.
+    fn closed(&mut self, fh: u64) -> Option<u64> {
+        let ino = self.ino_of_fh.remove(&fh)?;
+        let c = self.by_ino.get_mut(&ino)?;
+        c.handles.retain(|&h| h != fh);
+        c.handles.is_empty().then_some(ino)
+    }
+}
+
+/// What the filesystem knows of the inodes the kernel holds, behind one
+/// mutex (see the lock order in the module doc of `fs`), so that a lookup,
+/// a forget and a release each see and change it in one step.
+#[derive(Debug, Default)]
+pub(crate) struct Nodes {
+    pub table: InodeTable,
+    pub checkpoints: CheckpointInodes,
+    /// Symlinks made in the root (by `ln -sfn X.session last-session`,
+    /// which makes a temporary link and renames it): name → session.
+    pub pending_links: HashMap<OsString, SessionName>,
+    /// The version of each `session` inode the page cache was last filled
+    /// from (daemon-served reads only).
+    pub cached_versions: HashMap<u64, Stamp>,
+    /// Session directories found gone while the kernel may still cache
+    /// them (see `SessionFs::take_vanished`).
+    pub vanished: Vec<OsString>,
+}
+
+impl Nodes {
+    /// The inode a lookup of `key` (found as `st`) by process `pid` (0:
+    /// unknown) hands the kernel, counting the lookup.
+    pub fn looked_up(&mut self, key: NodeKey, st: &libc::stat, pid: u32) -> u64 {
+        if !matches!(key, NodeKey::Checkpoint(_)) {
+            return self.table.intern(key, true);
+        }
+        let stamp = Stamp::of(st);
+        match self.table.find(&key) {
+            Some(ino) if self.checkpoints.reusable(ino, &stamp, pid) => {
+                self.table.intern(key, true)
+            }
+            _ => {
+                let ino = self.table.intern_fresh(key);
+                self.checkpoints.by_ino.insert(
+                    ino,
+                    CheckpointInode {
+                        stamp: Some(stamp),
+                        handles: Vec::new(),
+                        pid,
+                    },
+                );
+                ino
+            }
+        }
+    }
+
+    /// The kernel forgot `n` lookups of `ino`.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        self.table.forget(ino, n);
+        if self.table.key(ino).is_none()
+            && self
+                .checkpoints
+                .by_ino
+                .get(&ino)
+                .is_some_and(|c| c.handles.is_empty())
+        {
+            self.checkpoints.by_ino.remove(&ino);
+        }
+    }
+
+    /// The handle `fh` is released.
+    pub fn closed(&mut self, fh: u64) {
+        // Forgotten by the kernel before this release was answered.
+        if let Some(ino) = self.checkpoints.closed(fh)
+            && self.table.key(ino).is_none()
+        {
+            self.checkpoints.by_ino.remove(&ino);
+        }
     }
 }
 
@@ -216,27 +374,36 @@ impl InodeTable {
 fn rebase(key: &NodeKey, from: &NodeKey, to: &NodeKey) -> Option<NodeKey> {
     let tail: PathBuf = match (key, from) {
         (NodeKey::Session(_), NodeKey::Session(_)) => PathBuf::new(),
-        (NodeKey::Child(_, r), NodeKey::Session(_)) => r.clone(),
-        (NodeKey::Child(_, r), NodeKey::Child(_, rf)) => r.strip_prefix(rf).ok()?.to_path_buf(),
-        _ => return None,
+        (k, NodeKey::Session(_)) => k.in_session()?.1.to_path_buf(),
+        (k, f) => {
+            let (_, r) = k.in_session()?;
+            let (_, rf) = f.in_session()?;
+            r.strip_prefix(rf).ok()?.to_path_buf()
+        }
     };
     match to {
         NodeKey::Session(s) if tail.as_os_str().is_empty() => Some(NodeKey::Session(s.clone())),
-        NodeKey::Session(s) => Some(NodeKey::Child(s.clone(), tail)),
-        NodeKey::Child(s, rt) if tail.as_os_str().is_empty() => {
-            Some(NodeKey::Child(s.clone(), rt.clone()))
+        NodeKey::Session(s) => Some(NodeKey::inside(s.clone(), tail)),
+        t => {
+            let (s, rt) = t.in_session()?;
+            let rel = if tail.as_os_str().is_empty() {
+                rt.to_path_buf()
+            } else {
+                rt.join(tail)
+            };
+            Some(NodeKey::inside(s.to_os_string(), rel))
         }
-        NodeKey::Child(s, rt) => Some(NodeKey::Child(s.clone(), rt.join(tail))),
-        NodeKey::Root | NodeKey::LastSession => None,
     }
 }
 
 fn is_same_or_below(k: &NodeKey, top: &NodeKey) -> bool {
     match (k, top) {
         (NodeKey::Session(a), NodeKey::Session(b)) => a == b,
-        (NodeKey::Child(a, _), NodeKey::Session(b)) => a == b,
-        (NodeKey::Child(a, ra), NodeKey::Child(b, rb)) => a == b && ra.starts_with(rb),
-        _ => false,
+        (k, NodeKey::Session(b)) => k.in_session().is_some_and(|(a, _)| a == b),
+        (k, top) => match (k.in_session(), top.in_session()) {
+            (Some((a, ra)), Some((b, rb))) => a == b && ra.starts_with(rb),
+            _ => false,
+        },
     }
 }
 
@@ -262,7 +429,7 @@ mod tests {
     #[test]
     fn fresh_inodes_share_a_key_until_forgotten() {
         let mut t = InodeTable::default();
-        let k = NodeKey::Child("s.session".into(), "session".into());
+        let k = NodeKey::Checkpoint("s.session".into());
         let a = t.intern_fresh(k.clone());
         let b = t.intern_fresh(k.clone());
         assert_ne!(a, b);
@@ -309,5 +476,106 @@ mod tests {
         assert_eq!(t.find(&other), Some(o));
         // The detached inodes still resolve until forgotten.
         assert!(t.key(d).is_some() && t.key(f).is_some());
+    }
+
+    #[test]
+    fn the_names_that_mean_something_are_told_apart_once() {
+        let s = NodeKey::Session("s.session".into());
+        let child = |k: &NodeKey, n: &str| k.child(OsStr::new(n)).unwrap();
+        assert_eq!(
+            child(&s, "session"),
+            NodeKey::Checkpoint("s.session".into())
+        );
+        assert_eq!(child(&s, "session.next"), NodeKey::Lock("s.session".into()));
+        assert_eq!(child(&s, "session.json"), NodeKey::View("s.session".into()));
+        assert_eq!(
+            child(&s, "io-logs"),
+            NodeKey::Child("s.session".into(), "io-logs".into())
+        );
+        // Only directly in the session directory.
+        let deeper = child(&child(&s, "io-logs"), "session");
+        assert_eq!(
+            deeper,
+            NodeKey::Child("s.session".into(), "io-logs/session".into())
+        );
+        assert_eq!(
+            NodeKey::Root.child(OsStr::new("x.session")),
+            Some(NodeKey::Session("x.session".into()))
+        );
+        assert_eq!(NodeKey::LastSession.child(OsStr::new("x")), None);
+        assert_eq!(
+            NodeKey::PendingLink("tmp".into()).child(OsStr::new("x")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rename_onto_a_special_name_gives_the_special_key() {
+        let mut t = InodeTable::default();
+        let s = || OsString::from("s.session");
+        let f = t.intern(NodeKey::Child(s(), "draft".into()), true);
+        let inner = t.intern(NodeKey::Child(s(), "d/session".into()), true);
+        t.rename(&NodeKey::Child(s(), "draft".into()), &NodeKey::View(s()));
+        assert_eq!(t.key(f), Some(NodeKey::View(s())));
+        t.rename(
+            &NodeKey::Child(s(), "d".into()),
+            &NodeKey::Child(s(), "e".into()),
+        );
+        assert_eq!(t.key(inner), Some(NodeKey::Child(s(), "e/session".into())));
+    }
+
+    fn stat_of_size(size: i64) -> libc::stat {
+        // SAFETY: libc::stat is plain data; all zeroes is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_size = size;
+        st.st_ino = 42;
+        st
+    }
+
+    #[test]
+    fn a_checkpoint_inode_is_reused_only_by_the_same_process_for_the_same_version() {
+        let mut n = Nodes::default();
+        let key = || NodeKey::Checkpoint("s.session".into());
+        let a = n.looked_up(key(), &stat_of_size(1), 7);
+        assert_eq!(n.looked_up(key(), &stat_of_size(1), 7), a, "stat then open");
+        assert_ne!(
+            n.looked_up(key(), &stat_of_size(1), 8),
+            a,
+            "another process"
+        );
+        let b = n.looked_up(key(), &stat_of_size(1), 7);
+        let c = n.looked_up(key(), &stat_of_size(2), 7);
+        assert_ne!(b, c, "another version");
+        n.checkpoints.opened(c, 100);
+        assert_ne!(
+            n.looked_up(key(), &stat_of_size(2), 7),
+            c,
+            "open inodes are not shared"
+        );
+        assert_ne!(
+            n.looked_up(key(), &stat_of_size(2), 0),
+            n.looked_up(key(), &stat_of_size(2), 0),
+            "unknown process"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_inode_forgotten_while_open_goes_at_its_release() {
+        let mut n = Nodes::default();
+        let ino = n.looked_up(NodeKey::Checkpoint("s.session".into()), &stat_of_size(1), 7);
+        n.checkpoints.opened(ino, 5);
+        n.forget(ino, 1);
+        assert_eq!(n.table.key(ino), None);
+        assert_eq!(
+            n.checkpoints.handles(ino),
+            vec![5],
+            "the handle still stands for it"
+        );
+        n.closed(5);
+        assert!(n.checkpoints.handles(ino).is_empty());
+        assert!(
+            !n.checkpoints.by_ino.contains_key(&ino),
+            "nothing left behind"
+        );
     }
 }

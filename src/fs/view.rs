@@ -25,7 +25,9 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::{FsError, FsResult, Handle, NodeKey, Opened, SessionFs, Stamp, lock};
+use super::handles::Handle;
+use super::inode::NodeKey;
+use super::{FsError, FsResult, Opened, SessionFs, Stamp, lock};
 use crate::core::{SessionName, sys};
 use crate::decode::{self, DecodeError, Limits, VIEW_NAME};
 
@@ -77,23 +79,17 @@ struct Checkpoint {
 }
 
 impl SessionFs {
-    /// True when `key` names `session.json` directly in a session directory.
-    pub(super) fn is_view(key: &NodeKey) -> bool {
-        matches!(key, NodeKey::Child(_, rel) if rel.as_os_str() == VIEW_NAME)
-    }
-
     /// True when `key` is the view and no real `session.json` exists there.
     pub(super) fn is_virtual_view(&self, key: &NodeKey) -> bool {
-        let NodeKey::Child(s, _) = key else {
+        let NodeKey::View(s) = key else {
             return false;
         };
-        Self::is_view(key)
-            && self.session_dir(s).is_ok_and(|dir| {
-                matches!(
-                    sys::lstatat(dir.as_fd(), OsStr::new(VIEW_NAME)),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT)
-                )
-            })
+        self.session_dir(s).is_ok_and(|dir| {
+            matches!(
+                sys::lstatat(dir.as_fd(), OsStr::new(VIEW_NAME)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT)
+            )
+        })
     }
 
     /// Refuses a change of the view (it is derived from the checkpoint).
@@ -196,15 +192,9 @@ impl SessionFs {
         }
     }
 
-    /// Opens the view when `key` is `session.json` and no real file has
-    /// that name; `None` otherwise (the real file is opened as usual).
-    pub(super) fn open_view(&self, key: &NodeKey, flags: i32) -> FsResult<Option<Opened>> {
-        let NodeKey::Child(session, rel) = key else {
-            return Ok(None);
-        };
-        if rel.as_os_str() != VIEW_NAME {
-            return Ok(None);
-        }
+    /// Opens the view of `session` when no real file is named
+    /// `session.json`; `None` otherwise (the real file is opened as usual).
+    pub(super) fn open_view(&self, session: &OsStr, flags: i32) -> FsResult<Option<Opened>> {
         let dir = self.session_dir(session)?;
         match sys::lstatat(dir.as_fd(), OsStr::new(VIEW_NAME)) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -223,12 +213,7 @@ impl SessionFs {
             .ok_or(FsError::NotFound)?;
         let data = self.view_data(session, &cp)?;
         let fh = self.insert_handle(Handle::View(data));
-        Ok(Some(Opened {
-            fh,
-            backing: None,
-            keep_cache: false,
-            writes_checkpoint: false,
-        }))
+        Ok(Some(Opened::served(fh)))
     }
 
     /// The decoded bytes of this version of the checkpoint: shared with the
@@ -272,14 +257,6 @@ impl SessionFs {
                 })
             }
         }
-    }
-
-    /// Whether replies to opens of `fh` must bypass the kernel's page cache:
-    /// the view's size is known only once it is decoded, and each open may
-    /// see another version.
-    pub fn direct_io(&self, fh: u64) -> bool {
-        self.handle(fh)
-            .is_some_and(|h| matches!(h.as_ref(), Handle::View(_)))
     }
 }
 

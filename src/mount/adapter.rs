@@ -1,6 +1,7 @@
-//! The fuser adapter: turns [`SessionFs`] results into FUSE replies and
-//! errors into errnos. It holds no filesystem logic of its own, only the
-//! kernel-facing state: which passthrough backing ids are open.
+//! The fuser adapter: turns [`SessionFs`] results into FUSE replies, with
+//! the TTLs and errnos the filesystem layer chose. It holds no filesystem
+//! logic of its own, only the kernel-facing state: which passthrough
+//! backing ids are open.
 //!
 //! Invariants: every error is logged here, once, at the level the error
 //! asks for, with the operation; a passthrough backing id lives exactly as
@@ -14,7 +15,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -25,30 +26,6 @@ use fuser::{
 
 use crate::fs::{Attr, Caller, FsError, Kind, Opened, SessionFs, SetAttr, TimeSet};
 use crate::mount::watch::Invalidation;
-
-/// Files and links are never cached by the kernel: a checkpoint committed
-/// outside the mount, or a re-pointed `last-session`, is seen at the next
-/// look.
-const TTL: Duration = Duration::ZERO;
-
-/// Session directories may be cached for a second: their names are path
-/// lookups the kernel otherwise repeats for every permission check (each
-/// open of a `session`, each `stat` of `ls -l`), and a listing of the root
-/// hands them to the kernel with their attributes (READDIRPLUS), so `ls -l`
-/// needs no lookup per session. The root's contents (`readdir`) are always
-/// read fresh, so a session created or removed outside still appears or
-/// vanishes at the next `ls`; the entry of one removed outside is dropped
-/// from the kernel's cache as soon as the daemon's watch of the repository
-/// sees it go (see `mount::watch`), or else by the next listing. What is
-/// inside a session directory is never cached.
-const SESSION_DIR_TTL: Duration = Duration::from_secs(1);
-
-/// The root's attributes may be cached briefly: with `default_permissions`
-/// every path walk checks the root's mode, which would otherwise cost a
-/// round trip per path (three per entry of `ls -l`). Changes made outside
-/// the mount drop them at once (see `mount::watch`). Short, so that `stat`
-/// of a mountpoint whose daemon was killed fails (ENOTCONN) almost at once.
-const ROOT_TTL: Duration = Duration::from_millis(100);
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -92,26 +69,6 @@ impl Adapter {
             want_passthrough,
             backings: Mutex::new(Backings::default()),
             invalidations: invalidations.map(Mutex::new),
-        }
-    }
-
-    pub fn fs(&self) -> &SessionFs {
-        &self.fs
-    }
-}
-
-impl Adapter {
-    fn ttl(&self, a: &Attr) -> &'static Duration {
-        match a.kind {
-            Kind::Directory if a.ino == crate::fs::inode::ROOT => &ROOT_TTL,
-            Kind::Directory if self.fs.is_session_dir(a.ino) => &SESSION_DIR_TTL,
-            Kind::Directory
-            | Kind::File
-            | Kind::Symlink
-            | Kind::NamedPipe
-            | Kind::CharDevice
-            | Kind::BlockDevice
-            | Kind::Socket => &TTL,
         }
     }
 }
@@ -341,7 +298,7 @@ impl Filesystem for Adapter {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup_by(parent.0, name, req.pid()) {
-            Ok(a) => reply.entry(self.ttl(&a), &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno("lookup", &e)),
         }
     }
@@ -352,7 +309,7 @@ impl Filesystem for Adapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(self.ttl(&a), &file_attr(&a)),
+            Ok(a) => reply.attr(&self.fs.ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno("getattr", &e)),
         }
     }
@@ -384,7 +341,7 @@ impl Filesystem for Adapter {
             mtime: time_set(mtime),
         };
         match self.fs.setattr(ino.0, fh.map(|f| f.0), set, caller(req)) {
-            Ok(a) => reply.attr(self.ttl(&a), &file_attr(&a)),
+            Ok(a) => reply.attr(&self.fs.ttl(&a), &file_attr(&a)),
             Err(e) => reply.error(errno("setattr", &e)),
         }
     }
@@ -407,7 +364,7 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         match self.fs.mkdir(parent.0, name, mode & !umask, caller(req)) {
-            Ok(a) => reply.entry(self.ttl(&a), &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno("mkdir", &e)),
         }
     }
@@ -429,7 +386,7 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         match self.fs.symlink(parent.0, link_name, target, caller(req)) {
-            Ok(a) => reply.entry(self.ttl(&a), &file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno("symlink", &e)),
         }
     }
@@ -475,12 +432,17 @@ impl Filesystem for Adapter {
             .create(parent.0, name, mode & !umask, flags, caller(req))
         {
             Ok((attr, opened)) => {
-                let attr = file_attr(&attr);
                 let mut fopen = FopenFlags::empty();
                 if opened.keep_cache {
                     fopen |= FopenFlags::FOPEN_KEEP_CACHE;
                 }
-                reply.created(&TTL, &attr, Generation(0), FileHandle(opened.fh), fopen);
+                reply.created(
+                    &self.fs.ttl(&attr),
+                    &file_attr(&attr),
+                    Generation(0),
+                    FileHandle(opened.fh),
+                    fopen,
+                );
             }
             Err(e) => reply.error(errno("create", &e)),
         }
@@ -587,44 +549,20 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let mut entries = match self.fs.readdir(fh.0, offset) {
-            Ok(entries) => entries,
-            Err(e) => return reply.error(errno("readdir", &e)),
-        };
-        // Every entry sent (but `.` and `..`) is a lookup the kernel holds.
-        let mut sent = Vec::new();
-        while let Some((next, e)) = entries.next_entry() {
-            let a = match self.fs.entry_attr(ino.0, e) {
-                Ok(a) => a,
-                // Gone since the directory was opened: not listed.
-                Err(FsError::NotFound) => continue,
-                Err(err) => {
-                    for ino in sent {
-                        self.fs.forget(ino, 1);
-                    }
-                    return reply.error(errno("readdir", &err));
-                }
-            };
-            let counted = e.is_kept_by_kernel();
-            if reply.add(
+        let listed = self.fs.readdirplus(ino.0, fh.0, offset, |next, e, a| {
+            reply.add(
                 INodeNo(a.ino),
                 next,
                 &e.name,
-                self.ttl(&a),
-                &file_attr(&a),
+                &self.fs.ttl(a),
+                &file_attr(a),
                 Generation(0),
-            ) {
-                // Not sent: the kernel will not hold this lookup.
-                if counted {
-                    self.fs.forget(a.ino, 1);
-                }
-                break;
-            }
-            if counted {
-                sent.push(a.ino);
-            }
+            )
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("readdir", &e)),
         }
-        reply.ok();
     }
 
     fn readdir(

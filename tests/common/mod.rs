@@ -1,3 +1,4 @@
+pub mod fs_driver;
 pub mod fs_helpers;
 pub mod mount;
 pub mod repo;

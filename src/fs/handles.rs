@@ -1,0 +1,257 @@
+//! The handle table, and the requests on an open handle, each sent on to
+//! the kind of handle it is.
+//!
+//! Invariants:
+//! - a handle number is never reused while the mount lives;
+//! - a handle lives from its open to its release; the kernel's FLUSHes
+//!   (one per `close()` of a descriptor sharing it) do not end it;
+//! - the table's mutex is held for map operations only: a request clones
+//!   the handle's `Arc` out and works on it without the table.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::checkpoint::{CheckpointReader, WriteHandle};
+use super::inode::NodeKey;
+use super::{Caller, DirEntry, FsError, FsResult, Opened, SessionFs, lock};
+
+#[derive(Debug)]
+pub(super) enum Handle {
+    /// `session` opened for reading: one committed version.
+    Reader(CheckpointReader),
+    /// `session` opened for writing (see `checkpoint` for its states).
+    Writer(Box<Mutex<WriteHandle>>),
+    /// Any other file, served by the daemon.
+    File { file: File, path: PathBuf },
+    /// An open directory: its listing, taken at `opendir`.
+    Dir(Vec<DirEntry>),
+    /// An open of the decoded view `session.json` (see `view`).
+    View(Arc<Vec<u8>>),
+}
+
+impl Handle {
+    /// True for a write handle of `session` with a checkpoint in progress.
+    pub(super) fn is_writing_checkpoint(&self) -> bool {
+        match self {
+            Handle::Writer(h) => lock(h).is_writing(),
+            Handle::Reader(_) | Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => false,
+        }
+    }
+
+    /// For a handle of `session`: the `stat` of the file it stands for (the
+    /// checkpoint in progress, or the version it reads), when it has one.
+    pub(super) fn checkpoint_stat(&self) -> Option<FsResult<libc::stat>> {
+        match self {
+            Handle::Writer(h) => lock(h).stat(),
+            Handle::Reader(r) => r.stat(),
+            Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct HandleTable {
+    by_fh: HashMap<u64, Arc<Handle>>,
+    next: u64,
+}
+
+impl Default for HandleTable {
+    fn default() -> Self {
+        HandleTable {
+            by_fh: HashMap::new(),
+            next: 1,
+        }
+    }
+}
+
+/// The rest of an open directory's listing, borrowed from its handle.
+#[derive(Debug)]
+pub struct DirEntries {
+    handle: Arc<Handle>,
+    next: usize,
+}
+
+impl DirEntries {
+    pub(super) fn new(handle: Arc<Handle>, offset: u64) -> FsResult<DirEntries> {
+        if !matches!(handle.as_ref(), Handle::Dir(_)) {
+            return Err(FsError::BadHandle);
+        }
+        Ok(DirEntries {
+            handle,
+            next: usize::try_from(offset).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// The next entry and the offset that follows it.
+    pub fn next_entry(&mut self) -> Option<(u64, &DirEntry)> {
+        let Handle::Dir(entries) = self.handle.as_ref() else {
+            return None;
+        };
+        let e = entries.get(self.next)?;
+        self.next += 1;
+        Some((self.next as u64, e))
+    }
+}
+
+impl SessionFs {
+    pub(super) fn handle(&self, fh: u64) -> Option<Arc<Handle>> {
+        lock(&self.handles).by_fh.get(&fh).cloned()
+    }
+
+    pub(super) fn insert_handle(&self, handle: Handle) -> u64 {
+        let mut table = lock(&self.handles);
+        let fh = table.next;
+        table.next += 1;
+        table.by_fh.insert(fh, Arc::new(handle));
+        fh
+    }
+
+    pub(super) fn remove_handle(&self, fh: u64) -> Option<Arc<Handle>> {
+        lock(&self.handles).by_fh.remove(&fh)
+    }
+
+    pub fn open(&self, ino: u64, flags: i32, caller: Caller) -> FsResult<Opened> {
+        let key = self.key(ino)?;
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if writes || flags & libc::O_TRUNC != 0 {
+            self.check_writable("open for writing", &key)?;
+        }
+        match &key {
+            NodeKey::Checkpoint(s) => self.open_checkpoint(ino, s, flags, caller),
+            NodeKey::View(s) => match self.open_view(s, flags)? {
+                Some(opened) => Ok(opened),
+                None => self.open_file(&key, flags),
+            },
+            NodeKey::Lock(_) if writes => Err(FsError::refused(
+                "open for writing",
+                self.path_of(&key),
+                "session.next is the lock of a checkpoint in progress; write session instead",
+                libc::EPERM,
+            )),
+            NodeKey::Lock(_) | NodeKey::Child(..) => self.open_file(&key, flags),
+            NodeKey::Root | NodeKey::Session(_) => Err(FsError::refused(
+                "open",
+                self.path_of(&key),
+                "is a directory",
+                libc::EISDIR,
+            )),
+            NodeKey::LastSession | NodeKey::PendingLink(_) => Err(FsError::refused(
+                "open",
+                self.path_of(&key),
+                "last-session is a symlink",
+                libc::ELOOP,
+            )),
+        }
+    }
+
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<(super::Attr, Opened)> {
+        let pkey = self.key(parent)?;
+        let key = pkey.child(name).ok_or(FsError::NotFound)?;
+        self.check_writable("create", &key)?;
+        match &key {
+            NodeKey::Root
+            | NodeKey::LastSession
+            | NodeKey::PendingLink(_)
+            | NodeKey::Session(_) => Err(FsError::refused(
+                "create",
+                self.path_of(&key),
+                "only session directories live here (mkdir NAME.session)",
+                libc::EPERM,
+            )),
+            // `session` always exists in the mount; an exclusive create of
+            // it is the only way here.
+            NodeKey::Checkpoint(_) => Err(FsError::refused(
+                "create",
+                self.path_of(&key),
+                "session exists",
+                libc::EEXIST,
+            )),
+            NodeKey::Lock(_) => Err(FsError::refused(
+                "create",
+                self.path_of(&key),
+                "session.next is the lock of a checkpoint in progress; write session instead",
+                libc::EPERM,
+            )),
+            NodeKey::View(_) | NodeKey::Child(..) => self.create_file(&key, mode, flags, caller),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` into `buf`; returns how
+    /// many.
+    pub fn read(&self, fh: u64, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        match handle.as_ref() {
+            // A committed file never changes: it is read without any lock,
+            // so the kernel's concurrent read-ahead requests are served in
+            // parallel.
+            Handle::Reader(r) => r.read(buf, offset),
+            Handle::Writer(h) => lock(h).read(buf, offset),
+            Handle::File { file, path } => super::file::read(file, path, buf, offset),
+            Handle::View(data) => Ok(super::view::read_view(data, buf, offset)),
+            Handle::Dir(_) => Err(FsError::BadHandle),
+        }
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        match handle.as_ref() {
+            Handle::Writer(h) => lock(h).write(data, offset)?,
+            Handle::File { file, path } => super::file::write(file, path, data, offset)?,
+            Handle::Reader(_) | Handle::Dir(_) | Handle::View(_) => {
+                return Err(FsError::BadHandle);
+            }
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// `close()` of one descriptor by process `pid`: commits what a
+    /// `session` write handle wrote since the last commit, unless the
+    /// closing process is dying from a signal (see `checkpoint`).
+    pub fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        match handle.as_ref() {
+            Handle::Writer(h) => lock(h).flush(pid),
+            Handle::Reader(_) | Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => Ok(()),
+        }
+    }
+
+    /// `fsync()`: commits durably what was written so far (see
+    /// `checkpoint`); syncs a plain file.
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        match handle.as_ref() {
+            Handle::Writer(h) => lock(h).fsync(),
+            Handle::File { file, path } => super::file::fsync(file, path),
+            Handle::Reader(_) | Handle::Dir(_) | Handle::View(_) => Ok(()),
+        }
+    }
+
+    /// The last descriptor is gone: a `session` write handle commits or
+    /// gives up its checkpoint (see `checkpoint`).
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let handle = self.remove_handle(fh).ok_or(FsError::BadHandle)?;
+        self.nodes().closed(fh);
+        match handle.as_ref() {
+            Handle::Writer(h) => lock(h).release(),
+            Handle::Reader(_) | Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => Ok(()),
+        }
+    }
+
+    /// Whether replies to opens of `fh` must bypass the kernel's page cache:
+    /// the view's size is known only once it is decoded, and each open may
+    /// see another version.
+    pub fn direct_io(&self, fh: u64) -> bool {
+        self.handle(fh)
+            .is_some_and(|h| matches!(h.as_ref(), Handle::View(_)))
+    }
+}
