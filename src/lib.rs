@@ -6,6 +6,7 @@
 //! - [`cli`] and [`app`]: the `sessionfs` command line.
 
 pub mod app;
+pub mod checkbox;
 pub mod cli;
 pub mod core;
 pub mod decode;
