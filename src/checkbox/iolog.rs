@@ -294,6 +294,23 @@ mod tests {
     }
 
     #[test]
+    fn a_record_written_by_checkbox() {
+        // tests/data/make_checkbox_checkpoint.py, checkbox-ng 1.18.1's
+        // IOLogRecordWriter: `echo one; echo two >&2; echo three`.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/checkbox-ns__pass.record.gz"
+        );
+        let file = std::fs::read(path).unwrap();
+        let (stats, out) = decode(&file).unwrap();
+        assert_eq!(out, b"one\ntwo\nthree\n");
+        assert_eq!(
+            (stats.records, stats.stdout_bytes, stats.stderr_bytes),
+            (3, 10, 4)
+        );
+    }
+
+    #[test]
     fn an_empty_log_and_plain_lines() {
         assert_eq!(decode(b"").unwrap(), (RecordStats::default(), Vec::new()));
         assert_eq!(decode(&gzip(b"")).unwrap().0.records, 0);
