@@ -19,7 +19,11 @@
 //! (given), or when it ends in `<session id>/io-logs/<name>` or
 //! `<session id>/<name>` (the session seen from another place). Anything
 //! else (`..`, `/etc/passwd`, another session's directory, a deeper
-//! directory) is refused. Pure: it looks at no file. The caller opens the
+//! directory) is refused.
+//!
+//! Invariant: whatever the input, an accepted path is `<name>` or
+//! `io-logs/<name>`, `<name>` one plain component (not `.` or `..`), so it
+//! can only name an entry of this session's directory or of its io-logs. Pure: it looks at no file. The caller opens the
 //! result relative to the session directory without following symbolic
 //! links (`O_NOFOLLOW`, and `io-logs` itself not a link), which a path
 //! alone cannot promise.
@@ -125,6 +129,8 @@ pub fn resolve_io_log(
         &parts
     };
     match inside {
+        // The directory itself is no log.
+        [name] if *name == IO_LOGS_DIR => Err(refuse(RefusalReason::NoFileName)),
         [name] => Ok(PathBuf::from(name)),
         [dir, name] if *dir == IO_LOGS_DIR => Ok(Path::new(IO_LOGS_DIR).join(name)),
         [] => Err(refuse(RefusalReason::NoFileName)),
@@ -233,7 +239,7 @@ mod tests {
     #[test]
     fn hostile_names_are_refused() {
         use RefusalReason::*;
-        let cases: [(&str, RefusalReason); 13] = [
+        let cases: [(&str, RefusalReason); 14] = [
             ("../../etc/passwd", ParentDirectory),
             ("io-logs/../../other/io-logs/x.record.gz", ParentDirectory),
             ("/etc/passwd", OutsideSession),
@@ -249,6 +255,7 @@ mod tests {
             ("", NoFileName),
             (".", NoFileName),
             ("io-logs/", NoFileName),
+            ("./io-logs", NoFileName),
             ("io-logs/a/b.record.gz", OutsideIoLogs),
             ("session-share/x", OutsideIoLogs),
             ("io-logs/x\0.record.gz", NulByte),
@@ -267,6 +274,56 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "refusing io-log path \"../../etc/passwd\": it climbs out with \"..\""
+        );
+    }
+
+    #[test]
+    fn nothing_resolves_outside_the_session() {
+        let pieces = [
+            "",
+            ".",
+            "..",
+            "io-logs",
+            ID,
+            "other",
+            "x.record.gz",
+            "etc",
+            "passwd",
+        ];
+        let mut names = vec![String::new()];
+        for _ in 0..4 {
+            let mut longer = Vec::new();
+            for n in &names {
+                for p in pieces {
+                    longer.push(format!("{n}/{p}"));
+                    longer.push(format!("{n}{p}/"));
+                }
+            }
+            names.extend(longer);
+            names.dedup();
+        }
+        let mut accepted = 0;
+        for name in &names {
+            let dir = Path::new("/var/tmp/checkbox-ng/sessions").join(ID);
+            for session_dir in [None, Some(dir.as_path())] {
+                let Ok(path) = resolve_io_log(name, OsStr::new(ID), session_dir) else {
+                    continue;
+                };
+                accepted += 1;
+                let parts: Vec<Component> = path.components().collect();
+                let ok = match parts.as_slice() {
+                    [Component::Normal(_)] => true,
+                    [Component::Normal(d), Component::Normal(_)] => *d == IO_LOGS_DIR,
+                    _ => false,
+                };
+                assert!(ok, "{name:?} -> {path:?}");
+                assert!(!name.split('/').any(|c| c == ".."), "{name:?} accepted");
+            }
+        }
+        assert!(
+            accepted > 100,
+            "only {accepted} of {} accepted",
+            names.len()
         );
     }
 

@@ -41,4 +41,6 @@ pub use iolog_path::{
 pub use peek::NEWEST_KNOWN_VERSION;
 pub use read::{read_checkpoint, read_checkpoint_bytes};
 pub use status::Status;
-pub use summary::{CheckpointError, Encoding, JobResult, Opaque, Reading, Summary, TestPlan};
+pub use summary::{
+    CheckpointError, Encoding, JobResult, Opaque, Reading, Summary, TestPlan, format_utc,
+};

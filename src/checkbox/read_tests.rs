@@ -108,6 +108,10 @@ fn every_format_version_from_1_to_11() {
         // Checkbox resumes only its own sessions, and before version 3
         // there is no app_id to match.
         assert_eq!(s.would_offer_resume(APP), version >= 3, "{v}");
+        assert_eq!(s.resumable_by_its_app(), version >= 3, "{v}");
+        assert!(!s.clearable_by_its_app(), "{v}");
+        let utc = (version >= 7).then(|| "2025-12-01 09:42:47".to_string());
+        assert_eq!(s.last_job_start_utc(), utc, "{v}");
         assert!(!s.would_offer_resume("checkbox"), "{v}");
         assert!(!s.would_clear(APP), "{v}");
     }
@@ -255,6 +259,8 @@ fn each_status_and_what_checkbox_does_with_it() {
             assert_eq!(s.status, status, "v{version} {flags:?}");
             assert_eq!(s.would_offer_resume(APP), resume, "v{version} {flags:?}");
             assert_eq!(s.would_clear(APP), clear, "v{version} {flags:?}");
+            assert_eq!(s.resumable_by_its_app(), resume);
+            assert_eq!(s.clearable_by_its_app(), clear);
             // Another application's session is neither.
             assert!(!s.would_offer_resume("checkbox") && !s.would_clear("checkbox"));
         }

@@ -34,7 +34,8 @@ pub const FLAG_INCOMPLETE: &str = "incomplete";
 pub const FLAG_SUBMITTED: &str = "submitted";
 /// Set while the test plan is being bootstrapped.
 pub const FLAG_BOOTSTRAPPING: &str = "bootstrapping";
-/// Set while setup jobs run, before bootstrapping (Checkbox since 2.x).
+/// Set while setup jobs run, before bootstrapping (current Checkbox; not in
+/// checkbox-ng 1.18.1).
 pub const FLAG_SETTING_UP: &str = "setting_up";
 /// The session runs hand-picked jobs, not a test plan.
 pub const FLAG_TESTPLANLESS: &str = "testplanless";

@@ -135,6 +135,29 @@ impl Summary {
             && status::flags_clear(&self.flags)
     }
 
+    /// [`Summary::would_offer_resume`] as the application that made the
+    /// session (its own `app_id`): what `gc` can select without knowing
+    /// which Checkbox will run next. A session without an `app_id` (before
+    /// format 3, or made by plainbox) is never resumed by Checkbox.
+    pub fn resumable_by_its_app(&self) -> bool {
+        self.app_id
+            .as_deref()
+            .is_some_and(|app| self.would_offer_resume(app))
+    }
+
+    /// [`Summary::would_clear`] as the application that made the session.
+    pub fn clearable_by_its_app(&self) -> bool {
+        self.app_id
+            .as_deref()
+            .is_some_and(|app| self.would_clear(app))
+    }
+
+    /// `last_job_start_time` as Checkbox's resume menu shows it, in UTC:
+    /// `2025-12-01 09:42:47`.
+    pub fn last_job_start_utc(&self) -> Option<String> {
+        self.last_job_start_time.and_then(format_utc)
+    }
+
     /// The row of `list --json`: `title`, `app_id`, `flags`, `status`,
     /// `jobs_done`, `jobs_total`, `outcomes`, `running_job`,
     /// `format_version`.
@@ -171,6 +194,34 @@ impl Summary {
     pub fn job(&self, id: &str) -> Option<&JobResult> {
         self.jobs.iter().find(|j| j.id == id)
     }
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC (Checkbox's
+/// `strftime("%Y-%m-%d %H:%M:%S")`); `None` outside years 1970 to 9999 or
+/// for a value that is not a number.
+pub fn format_utc(secs: f64) -> Option<String> {
+    // 253402300800 is 10000-01-01T00:00:00Z.
+    if !(0.0..253_402_300_800.0).contains(&secs) {
+        return None;
+    }
+    let secs = secs.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Some(format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
 }
 
 /// Why a checkpoint has no summary.
@@ -241,5 +292,25 @@ impl std::error::Error for CheckpointError {
             CheckpointError::Read(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_utc_as_checkbox_shows_them() {
+        assert_eq!(format_utc(0.0).unwrap(), "1970-01-01 00:00:00");
+        // date -u -d @1764582167 +'%F %T'
+        assert_eq!(format_utc(1_764_582_167.25).unwrap(), "2025-12-01 09:42:47");
+        assert_eq!(format_utc(951_782_400.0).unwrap(), "2000-02-29 00:00:00");
+        assert_eq!(
+            format_utc(253_402_300_799.0).unwrap(),
+            "9999-12-31 23:59:59"
+        );
+        assert_eq!(format_utc(-1.0), None);
+        assert_eq!(format_utc(f64::NAN), None);
+        assert_eq!(format_utc(1e300), None);
     }
 }
