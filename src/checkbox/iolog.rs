@@ -104,6 +104,9 @@ impl std::error::Error for RecordError {
 /// Decodes the record file read from `reader` and writes the job's output,
 /// both streams in order, to `out`. An empty file (a job that has not
 /// written yet) is no records. Plain (not gzip) JSON lines are accepted too.
+///
+/// `out` gets one `write_all` per record (a record is often one line of
+/// output): give it a buffered writer for a pipe or a terminal.
 pub fn decode_record(
     reader: impl Read,
     out: impl Write,

@@ -525,3 +525,36 @@ fn a_read_error_is_reported() {
         "{e}"
     );
 }
+
+#[test]
+fn a_hostile_io_log_path_is_shown_but_never_resolved() {
+    let mut doc = checkpoint(7, &["incomplete"]);
+    doc["session"]["results"]["ns::fail"][0]["io_log_filename"] = json!("../../etc/passwd");
+    doc["session"]["results"]["ns::info"][0]["io_log_filename"] = json!("/etc/passwd");
+    let s = summary(&gzipped(&doc));
+    let id = std::ffi::OsStr::new(fixtures::SESSION_ID);
+    let fail = s.job("ns::fail").unwrap();
+    assert_eq!(fail.io_log_filename.as_deref(), Some("../../etc/passwd"));
+    let refusal = fail.record_path(id, None).unwrap().unwrap_err();
+    assert_eq!(refusal.reason, RefusalReason::ParentDirectory);
+    let info = s.job("ns::info").unwrap().record_path(id, None).unwrap();
+    assert_eq!(info.unwrap_err().reason, RefusalReason::OutsideSession);
+    let pass = s.job("ns::pass").unwrap().record_path(id, None).unwrap();
+    assert_eq!(
+        pass.unwrap(),
+        std::path::Path::new("io-logs/ns__pass.record.gz")
+    );
+    // Old, absolute paths of this very session resolve inside it.
+    let s = summary(&gzipped(&checkpoint(4, &[])));
+    let pass = s.job("ns::pass").unwrap().record_path(id, None).unwrap();
+    assert_eq!(
+        pass.unwrap(),
+        std::path::Path::new("io-logs/ns__pass.record.gz")
+    );
+    let mut doc = checkpoint(1, &[]);
+    doc["session"]["results"]["ns::wait"][0]["io_log"] = json!([[0, "stdout", "eA=="]]);
+    let s = summary(&gzipped(&doc));
+    let wait = s.job("ns::wait").unwrap();
+    assert_eq!(wait.record_path(id, None), None);
+    assert_eq!(wait.inline_io_log_records, Some(1));
+}

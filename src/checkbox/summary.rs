@@ -196,6 +196,20 @@ impl Summary {
     }
 }
 
+impl JobResult {
+    /// Where this result's record is, relative to the session directory
+    /// (see [`crate::checkbox::resolve_io_log`]); `None` when the result
+    /// names none (an in-memory or empty result).
+    pub fn record_path(
+        &self,
+        session_id: &std::ffi::OsStr,
+        session_dir: Option<&std::path::Path>,
+    ) -> Option<Result<std::path::PathBuf, super::IoLogRefusal>> {
+        let name = self.io_log_filename.as_deref()?;
+        Some(super::resolve_io_log(name, session_id, session_dir))
+    }
+}
+
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC (Checkbox's
 /// `strftime("%Y-%m-%d %H:%M:%S")`); `None` outside years 1970 to 9999 or
 /// for a value that is not a number.
