@@ -6,7 +6,8 @@
 //!
 //! 1. [`core`]: the storage library (repository, atomic checkpoints, locks,
 //!    the system calls under them); it never depends on FUSE;
-//! 2. [`decode`]: checkpoints as pretty-printed JSON, pure;
+//! 2. [`decode`] and [`checkbox`]: checkpoints as pretty-printed JSON, and
+//!    what a Checkbox checkpoint and its job logs say, pure;
 //! 3. [`fs`]: the filesystem, as plain requests and results;
 //! 4. `mount::adapter`: fuser's callbacks onto [`fs`];
 //! 5. [`mount`]: the mount daemon's life cycle;
@@ -16,6 +17,7 @@
 //!    mount(8) helper;
 //! 8. `main`.
 
+pub mod checkbox;
 pub mod cli;
 mod commands;
 pub mod core;

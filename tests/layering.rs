@@ -34,10 +34,10 @@ fn layer_of(module: &[String]) -> Option<usize> {
     let m: Vec<&str> = module.iter().map(String::as_str).collect();
     let name = match m.as_slice() {
         ["core", ..] => "core",
-        ["decode", ..] => "decoding",
+        ["decode", ..] | ["checkbox", ..] => "decoding",
         ["fs", ..] => "filesystem",
         ["mount", "adapter", ..] => "fuser adapter",
-        ["mount"] | ["mount", "watch", ..] => "daemon",
+        ["mount", ..] => "daemon",
         ["commands", ..] | ["exit_codes"] => "commands",
         ["cli"] | ["helper"] | ["docs"] => "command line",
         ["<main>"] => "main",
