@@ -206,3 +206,14 @@ mod tests {
         );
     }
 }
+
+/// What the kernel should forget of what it caches, sent by whoever learns
+/// of a change it was not told of (the repository watch, a listing that
+/// finds a session gone) to the one thread that tells the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// The root's cached attributes.
+    RootAttributes,
+    /// The cached entry of a name in the root.
+    Entry(std::ffi::OsString),
+}

@@ -77,6 +77,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::core::{self, Repository, sys};
 
 pub use attr::{Attr, Kind, SetAttr, TimeSet};
+pub use cache::Invalidation;
 pub use error::{FsError, FsResult};
 pub use handles::DirEntries;
 

@@ -24,8 +24,8 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
+use crate::fs::Invalidation;
 use crate::fs::{Attr, Caller, FsError, Kind, Opened, SessionFs, SetAttr, TimeSet};
-use crate::mount::watch::Invalidation;
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;

@@ -25,8 +25,8 @@ use std::process::{Command, Stdio};
 use fuser::{Config, MountOption, Session, SessionACL};
 
 use crate::core::Repository;
+use crate::fs::Invalidation;
 use crate::fs::{FsConfig, SessionFs};
-use watch::Invalidation;
 
 /// Everything the daemon needs, as the `mount` command settled it (its
 /// `-o` options applied, the mount point made absolute).

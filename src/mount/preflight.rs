@@ -33,13 +33,18 @@ fn is_root() -> bool {
 }
 
 /// Whether this process (by its effective ids) may access `path` as `mode`
-/// asks (`libc::R_OK | libc::W_OK`…).
+/// asks (`libc::R_OK | libc::W_OK`…) as far as permissions go. A
+/// read-only filesystem is not a permission problem: the mount serves it
+/// and refuses each write clearly.
 fn may(path: &Path, mode: i32) -> bool {
     let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
     // SAFETY: `c` is a valid C string for the duration of the call.
-    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) == 0 }
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) } == 0 {
+        return true;
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::EROFS)
 }
 
 /// Runs every check, in the order a user would fix them.

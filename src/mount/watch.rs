@@ -14,21 +14,14 @@
 //! inotify queue only costs freshness (the root's attributes are dropped,
 //! the next listing drops vanished entries), never correctness.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 
-/// What the kernel should forget.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalidation {
-    /// The root's cached attributes.
-    RootAttributes,
-    /// The cached entry of a name in the root.
-    Entry(OsString),
-}
+use crate::fs::Invalidation;
 
 const WATCHED: u32 = libc::IN_CREATE
     | libc::IN_DELETE
