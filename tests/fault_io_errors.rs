@@ -321,3 +321,30 @@ fn fsync_through_the_mount_reports_a_failed_commit() {
         assert_old_and_unlocked(&s.repo);
     }
 }
+
+#[test]
+fn removing_a_session_a_file_of_which_is_open_on_an_nfs_client_says_so() {
+    // An NFS client keeps a file removed while open as `.nfsXXXX` and
+    // answers EBUSY to its removal: injected here on every unlink.
+    let _serial = serial();
+    let s = setup();
+    let leftover = ".nfs0000000000b6f2a900000001";
+    fs::write(s.repo.join("s.session").join(leftover), b"still open").unwrap();
+    let out = run_cmd(
+        Command::new("strace")
+            .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=unlinkat"])
+            .arg("-e")
+            .arg("inject=unlinkat:error=EBUSY")
+            .arg(common::mount::BIN)
+            .arg("--repo")
+            .arg(&s.repo)
+            .arg("remove")
+            .arg("s"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clear_error(
+        &out.stderr,
+        &["cannot remove session", leftover, "open on an NFS client"],
+    );
+    assert!(s.repo.join("s.session").join(leftover).exists());
+}

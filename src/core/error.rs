@@ -119,6 +119,12 @@ pub enum Error {
     InvalidName { name: String, problem: NameProblem },
     /// The repository path exists but is not a directory.
     NotARepository { path: PathBuf },
+    /// A session could not be removed because a file in it is still open on
+    /// an NFS client: the client keeps it as `.nfsXXXX` until it is closed.
+    OpenOnNfsClient {
+        path: PathBuf,
+        file: std::ffi::OsString,
+    },
     /// A file that must be a regular file (or a directory) is something else,
     /// for example a symlink planted where a checkpoint should be.
     UnexpectedFileType {
@@ -148,6 +154,7 @@ impl Error {
             | Error::NoSuchSession { .. }
             | Error::InvalidName { .. }
             | Error::NotARepository { .. }
+            | Error::OpenOnNfsClient { .. }
             | Error::UnexpectedFileType { .. } => false,
         }
     }
@@ -199,6 +206,13 @@ impl fmt::Display for Error {
                     path.display()
                 )
             }
+            Error::OpenOnNfsClient { path, file } => write!(
+                f,
+                "cannot remove session {}: {} in it is a file still open on an NFS client \
+                 (it goes away once that client closes it; remove the session again then)",
+                path.display(),
+                std::path::Path::new(file).display()
+            ),
             Error::UnexpectedFileType { path, expected } => {
                 write!(f, "refusing {}: it is not {expected}", path.display())
             }

@@ -22,6 +22,6 @@ pub use repo::{DEFAULT_PREFIX, LAST_SESSION_LINK, NewSession, Repository, Sessio
 pub use seam::{FailStep, FaultSeam, NoFaults, Step};
 pub use storage::{
     BeginOptions, CheckpointInfo, LockState, SESSION_FILE, SESSION_NEXT_FILE, Start, Storage,
-    WELL_KNOWN_DIRS,
+    WELL_KNOWN_DIRS, is_nfs_leftover,
 };
 pub use writer::CheckpointWriter;

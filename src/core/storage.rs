@@ -15,6 +15,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -192,6 +193,22 @@ impl Storage {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(Error::NoSuchSession {
                 path: self.location(),
             }),
+            // An NFS client keeps a file that is removed while open as
+            // `.nfsXXXX` (its "silly rename") and refuses to remove that:
+            // say so rather than report a bare EBUSY or ENOTEMPTY.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {
+                match self
+                    .open_dir()
+                    .ok()
+                    .and_then(|dir| nfs_leftover(dir.as_fd()))
+                {
+                    Some(file) => Err(Error::OpenOnNfsClient {
+                        path: self.location(),
+                        file,
+                    }),
+                    None => Err(Error::io(Op::RemoveSession, self.location(), e)),
+                }
+            }
             Err(e) => Err(Error::io(Op::RemoveSession, self.location(), e)),
         }
     }
@@ -220,4 +237,18 @@ impl Storage {
             .before(step, path)
             .map_err(|e| Error::io(op, path, e))
     }
+}
+
+/// True for the files an NFS client makes of a file removed while open
+/// (`.nfs` and hex digits): NFS's own, never part of a session.
+pub fn is_nfs_leftover(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b".nfs")
+}
+
+/// The first NFS leftover in a directory, if any.
+fn nfs_leftover(dir: BorrowedFd<'_>) -> Option<std::ffi::OsString> {
+    sys::read_dir_names(dir)
+        .ok()?
+        .into_iter()
+        .find(|n| is_nfs_leftover(n))
 }

@@ -24,7 +24,7 @@ use super::file::chown_new;
 use super::handles::Handle;
 use super::inode::{NodeKey, ROOT};
 use super::{Caller, DirEntries, DirEntry, FsError, FsResult, SessionFs};
-use crate::core::{SESSION_FILE, is_checkpoint_temporary, sys};
+use crate::core::{SESSION_FILE, is_checkpoint_temporary, is_nfs_leftover, sys};
 use crate::decode::VIEW_NAME;
 
 impl SessionFs {
@@ -100,7 +100,7 @@ impl SessionFs {
         let mut has_checkpoint = false;
         let mut found = Vec::with_capacity(names.len());
         for name in names {
-            if in_session && is_checkpoint_temporary(&name) {
+            if in_session && (is_checkpoint_temporary(&name) || is_nfs_leftover(&name)) {
                 continue;
             }
             let st = match sys::lstatat(dir.as_fd(), &name) {

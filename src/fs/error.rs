@@ -122,6 +122,8 @@ fn core_errno(e: &core::Error) -> i32 {
             | NameProblem::NoSessionSuffix => libc::EINVAL,
         },
         core::Error::NotARepository { .. } => libc::ENOTDIR,
+        // What the NFS client itself answers for the open file.
+        core::Error::OpenOnNfsClient { .. } => libc::EBUSY,
         core::Error::UnexpectedFileType { .. } => libc::EINVAL,
     }
 }
@@ -202,6 +204,13 @@ mod tests {
                 libc::EINVAL,
             ),
             (core::Error::NotARepository { path: path() }, libc::ENOTDIR),
+            (
+                core::Error::OpenOnNfsClient {
+                    path: path(),
+                    file: ".nfs0000000000b6f2a900000001".into(),
+                },
+                libc::EBUSY,
+            ),
             (
                 core::Error::UnexpectedFileType {
                     path: path(),

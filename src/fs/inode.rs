@@ -17,7 +17,9 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use super::Stamp;
-use crate::core::{SESSION_FILE, SESSION_NEXT_FILE, SessionName, is_checkpoint_temporary};
+use crate::core::{
+    SESSION_FILE, SESSION_NEXT_FILE, SessionName, is_checkpoint_temporary, is_nfs_leftover,
+};
 use crate::decode::VIEW_NAME;
 
 pub const ROOT: u64 = 1;
@@ -81,11 +83,12 @@ impl NodeKey {
 
     /// The key of `name` inside the directory this key stands for; `None`
     /// where the mount shows nothing of that name (a checkpoint writer's
-    /// temporary in a session directory is never a session's content).
+    /// temporary, or an NFS client's `.nfsXXXX` of a file removed while
+    /// open, is never a session's content).
     pub fn child(&self, name: &OsStr) -> Option<NodeKey> {
         match self {
             NodeKey::Root => Some(NodeKey::Session(name.to_os_string())),
-            NodeKey::Session(_) if is_checkpoint_temporary(name) => None,
+            NodeKey::Session(_) if is_checkpoint_temporary(name) || is_nfs_leftover(name) => None,
             NodeKey::Session(s) => Some(NodeKey::inside(s.clone(), PathBuf::from(name))),
             NodeKey::LastSession | NodeKey::PendingLink(_) => None,
             NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
