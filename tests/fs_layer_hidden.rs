@@ -39,11 +39,16 @@ fn temporaries_and_nfs_leftovers_are_neither_listed_nor_found() {
     let names = listing(&d, ino);
     for hidden in [".session.tmp-", ".nfs"] {
         assert!(
-            !names.iter().any(|n| n.to_string_lossy().starts_with(hidden)),
+            !names
+                .iter()
+                .any(|n| n.to_string_lossy().starts_with(hidden)),
             "{hidden}* listed: {names:?}"
         );
     }
-    assert!(names.contains(&OsString::from(".hidden-but-mine")), "{names:?}");
+    assert!(
+        names.contains(&OsString::from(".hidden-but-mine")),
+        "{names:?}"
+    );
     assert!(names.contains(&OsString::from("session")), "{names:?}");
     for name in [".session.tmp-host-1-2-3", ".nfs0000000000b6f2a900000001"] {
         assert_eq!(errno_of(d.lookup(ino, name)), libc::ENOENT, "{name}");

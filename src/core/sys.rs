@@ -550,3 +550,24 @@ pub fn fstatx(fd: BorrowedFd<'_>, mask: u32) -> io::Result<libc::statx> {
     })?;
     Ok(stx)
 }
+
+/// The kind of network filesystem `fd` is on, if it is one whose changes
+/// made on other machines local inotify never sees.
+pub fn network_filesystem(fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>> {
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and a writable buffer.
+    check(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    // The f_type values of statfs(2).
+    const NFS_SUPER_MAGIC: i64 = 0x6969;
+    const SMB_SUPER_MAGIC: i64 = 0x517b;
+    const CIFS_SUPER_MAGIC: i64 = 0xff53_4d42;
+    const SMB2_SUPER_MAGIC: i64 = 0xfe53_4d42;
+    const CEPH_SUPER_MAGIC: i64 = 0x00c3_6400;
+    Ok(match st.f_type as i64 {
+        NFS_SUPER_MAGIC => Some("NFS"),
+        SMB_SUPER_MAGIC | CIFS_SUPER_MAGIC | SMB2_SUPER_MAGIC => Some("SMB"),
+        CEPH_SUPER_MAGIC => Some("CephFS"),
+        _ => None,
+    })
+}

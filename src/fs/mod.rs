@@ -184,6 +184,10 @@ pub struct SessionFs {
     /// What is known of each session's decoded view `session.json` (lock
     /// order 2, per session).
     views: view::Views,
+    /// The network filesystem the repository is on ("NFS"…), where other
+    /// machines change it: listings of the root then read a freshly opened
+    /// directory, so the client revalidates what it cached.
+    network: Option<&'static str>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,7 +204,15 @@ impl SessionFs {
         } else {
             repo.open_or_create_dir()?
         };
+        let network = sys::network_filesystem(repo_dir.as_fd()).unwrap_or(None);
+        if let Some(kind) = network {
+            log::info!(
+                "repository {} is on {kind}: other machines' changes are read afresh at each listing",
+                repo.location().display()
+            );
+        }
         Ok(SessionFs {
+            network,
             repo,
             repo_dir,
             config,
@@ -209,6 +221,11 @@ impl SessionFs {
             nodes: Mutex::new(inode::Nodes::default()),
             views: view::Views::default(),
         })
+    }
+
+    /// The network filesystem the repository is on, if it is on one.
+    pub fn network_filesystem(&self) -> Option<&'static str> {
+        self.network
     }
 
     /// Whether `open` hands the kernel a backing file (FUSE passthrough).

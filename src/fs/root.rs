@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::attr::{Attr, Kind};
@@ -65,7 +66,20 @@ impl SessionFs {
                 name: LAST_SESSION_LINK.into(),
             });
         }
-        let sessions = self.repo.list_in(self.repo_fd())?;
+        let sessions = if self.network.is_some() {
+            // A directory kept open is re-read from the client's cache; an
+            // open revalidates it with the server (close-to-open).
+            let fresh = sys::openat(
+                self.repo_fd(),
+                std::ffi::OsStr::new("."),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )
+            .map_err(|e| FsError::io("open", self.repo.location(), e))?;
+            self.repo.list_in(fresh.as_fd())?
+        } else {
+            self.repo.list_in(self.repo_fd())?
+        };
         let mut nodes = self.nodes();
         for s in sessions {
             let name = s.storage.name().as_os_str().to_os_string();

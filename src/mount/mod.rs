@@ -366,7 +366,14 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
     )
     .map_err(MountError::Repository)?;
     let (invalidations, to_invalidate) = std::sync::mpsc::channel::<Invalidation>();
-    if let Err(e) = watch::watch_repository(config.repo.location(), invalidations.clone()) {
+    if let Some(kind) = fs.network_filesystem() {
+        // inotify sees only this machine's changes: the short cache times
+        // (and fresh listings) are what keep the mount current there.
+        log::info!(
+            "{} is on {kind}: not watched with inotify (it misses other machines' changes)",
+            config.repo.location().display()
+        );
+    } else if let Err(e) = watch::watch_repository(config.repo.location(), invalidations.clone()) {
         log::warn!(
             "cannot watch {} ({e}): changes made outside the mount may take up to a second to show in stat",
             config.repo.location().display()
