@@ -157,7 +157,21 @@ impl Storage {
     }
 
     /// Reads the whole last checkpoint; a missing checkpoint reads as empty.
+    ///
+    /// On NFSv3 a checkpoint replaced and removed on the server between the
+    /// open and the read makes the read fail with ESTALE; the whole load is
+    /// then tried once more, which reads the newer checkpoint whole.
     pub fn load(&self) -> Result<Vec<u8>> {
+        match self.load_once() {
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ESTALE) => {
+                log::debug!("{}: stale file handle, reading again", self.location().display());
+                self.load_once()
+            }
+            other => other,
+        }
+    }
+
+    fn load_once(&self) -> Result<Vec<u8>> {
         let mut data = Vec::new();
         if let Some(mut file) = self.open_checkpoint()? {
             file.read_to_end(&mut data)
