@@ -130,11 +130,11 @@ done
 rm -f "$mnt_base/v42/.grace-probe"
 echo "grace period over after $(($(date +%s) - grace_start)) s"
 
+set +x
 for f in /proc/fs/nfsd/clients/*/info; do
     [ -e "$f" ] && { echo "== $f"; cat "$f"; }
 done >"$run/nfsd-clients.txt" 2>&1
 
-set +x
 echo "running: ${NFS_TEST[*]}"
 start=$(date +%s.%N)
 env NFS_MOUNTS="v42=$mnt_base/v42 v41=$mnt_base/v41 v3=$mnt_base/v3" \

@@ -17,7 +17,7 @@
 # binary used), PLAINBOX_VENV (else .venv-plainbox, created like
 # scripts/test.sh does), NFS_WORK (where run directories go, default
 # /var/tmp/sessionfs-nfs; each run keeps its logs in run.N/ there),
-# NFS_TIMEOUT (seconds, default 300), NFS_CLIENT_OPTS (extra mount options
+# NFS_TIMEOUT (seconds, default 420), NFS_CLIENT_OPTS (extra mount options
 # for every client, e.g. "lookupcache=positive,actimeo=1").
 #
 # Needs root (UML's hostfs root gives the guest the host's files as root):
@@ -27,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo_root=$PWD
 
-timeout_s=${NFS_TIMEOUT:-300}
+timeout_s=${NFS_TIMEOUT:-420}
 client_opts=${NFS_CLIENT_OPTS:-}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -96,6 +96,8 @@ if ! "$venv/bin/python" -c 'import plainbox.impl.session.storage' 2>/dev/null; t
 fi
 
 # --- one run -----------------------------------------------------------------
+# Keep the logs of the last few runs only.
+ls -1dt "$work_base"/run.* 2>/dev/null | tail -n +10 | xargs -r rm -rf --
 run=$(mktemp -d "$work_base/run.XXXXXX")
 chmod 755 "$run"
 truncate -s 512M "$run/export.img"

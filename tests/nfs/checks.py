@@ -113,7 +113,11 @@ class Env:
         """Commits DATA, retrying while locked; (exit status, stderr).
         STATS (a dict) counts the tries that found the session locked."""
         while True:
+            t0 = time.monotonic()
             rc, _, err = self.sfs(client, repo, "checkpoint", sid, "-", data=data)
+            took = time.monotonic() - t0
+            if stats is not None:
+                stats["slowest"] = max(stats.get("slowest", 0.0), took)
             if rc != LOCKED:
                 return rc, err
             if stats is not None:
@@ -195,7 +199,8 @@ class Reader(threading.Thread):
         self.cat_every = cat_every
         self.stop = threading.Event()
         self.whole = 0
-        self.errors = {}
+        self.errors = {}  # failed reads that count against sessionfs
+        self.nfs_errors = {}  # failed plain reads that are NFS's own doing
         self.bad = []
         self.tags = set()
         self.cat_reads = 0
@@ -231,7 +236,15 @@ class Reader(threading.Thread):
                     data = f.read()
             except OSError as e:
                 key = errno.errorcode.get(e.errno, str(e.errno))
-                self.errors[key] = self.errors.get(key, 0) + 1
+                # A plain reader's ESTALE: its file was replaced and removed
+                # on the server between its open and its read (NFSv3 keeps
+                # no open state). Nothing a writer can prevent; counted, not
+                # failed. `sessionfs cat` meeting it is counted as a failure
+                # (it can open again).
+                if e.errno == errno.ESTALE:
+                    self.nfs_errors[key] = self.nfs_errors.get(key, 0) + 1
+                else:
+                    self.errors[key] = self.errors.get(key, 0) + 1
                 continue
             self.classify(data, "read")
 
@@ -241,6 +254,8 @@ class Reader(threading.Thread):
             s += ", %d of them by sessionfs cat" % self.cat_reads
         if self.errors:
             s += ", errors %s" % json.dumps(self.errors)
+        if self.nfs_errors:
+            s += ", plain reads failed by NFS (tolerated) %s" % json.dumps(self.nfs_errors)
         if self.bad:
             s += ", %d BAD: %s" % (len(self.bad), "; ".join(self.bad[:3]))
         return s
@@ -306,7 +321,7 @@ def check_concurrent_creates(env, rep, rounds=8, per_client=2):
     rep.check("concurrent creates from three clients give distinct sessions", ok, detail)
 
 
-def check_writers_and_reader(env, rep, wa, wb, reader, n=25):
+def check_writers_and_reader(env, rep, wa, wb, reader, n):
     """Two writers on two clients commit many checkpoints; a reader on the
     third sees only whole ones."""
     repo = env.repo("writers-%s-%s-%s" % (wa, wb, reader))
@@ -344,9 +359,11 @@ def check_writers_and_reader(env, rep, wa, wb, reader, n=25):
     failed = results[wa]["failed"] + results[wb]["failed"]
     name = "two writers (%s, %s) and a reader (%s)" % (wa, wb, reader)
     rep.check(name + ": every commit succeeds", not failed,
-              "%d of %d commits in %.1f s, found locked %d and %d times%s" % (
+              "%d of %d commits in %.1f s, found locked %d and %d times, slowest try "
+              "%.2f and %.2f s%s" % (
                   len(committed) - 1, 2 * n, took, results[wa]["stats"].get("locked", 0),
-                  results[wb]["stats"].get("locked", 0),
+                  results[wb]["stats"].get("locked", 0), results[wa]["stats"].get("slowest", 0),
+                  results[wb]["stats"].get("slowest", 0),
                   "; " + "; ".join(failed[:3]) if failed else ""))
     # A checkpoint whose writer reported failure must never have been read.
     untruthful = sorted(rd.tags - committed)
@@ -661,8 +678,10 @@ def main(argv):
             checks.append(("break-%s" % a,
                            lambda a=a, b=b, c=c, f=a_first: check_forced_break(env, rep, a, b, c, f)))
     checks += [
-        ("writers", lambda: check_writers_and_reader(env, rep, "v42", "v41", "v3")),
-        ("writers", lambda: check_writers_and_reader(env, rep, "v3", "v41", "v42")),
+        ("writers", lambda: check_writers_and_reader(env, rep, "v42", "v41", "v3", 25)),
+        # Fewer here: a v3 RENAME over a file a v4 client holds a delegation
+        # on waits for the recall (NFS3ERR_JUKEBOX, retried after 5 s).
+        ("writers", lambda: check_writers_and_reader(env, rep, "v3", "v41", "v42", 10)),
         ("plainbox", lambda: check_plainbox_and_sessionfs(env, rep, "v41", "v42", "v3")),
         ("plainbox", lambda: check_plainbox_and_sessionfs(env, rep, "v3", "v41", "v42")),
         ("mount", lambda: check_mount(env, rep, "v42", "v41")),
