@@ -454,7 +454,10 @@ def check_locks_on(env, rep, x):
     os.close(fd)
     rc, listing, err = list_json(env, x, repo)
     st = (listing or {}).get(sid)
-    rep.check("list on %s with a stale lock" % x, rc == 0 and st is not None and st.get("locked"),
+    # `list --json` says "no", "writing" (a live writer holds the lock) or
+    # "stale" (session.next exists and nobody holds it).
+    rep.check("list on %s with a stale lock" % x,
+              rc == 0 and st is not None and st.get("locked") == "stale",
               "exit %d%s" % (rc, ", locked=%s" % st.get("locked") if st else ", %s" % err[:200]))
     rc, _, err = env.sfs(x, repo, "break-lock", sid)
     gone = not env.next_exists(repo, sid)
@@ -478,7 +481,7 @@ def check_locks_on(env, rep, x):
     rc, listing, err = list_json(env, x, repo)
     st = (listing or {}).get(sid)
     rep.check("list on %s with a live lock (writer on %s)" % (x, y),
-              rc == 0 and st is not None and st.get("locked"),
+              rc == 0 and st is not None and st.get("locked") == "writing",
               "exit %d%s" % (rc, ", locked=%s" % st.get("locked") if st else ", %s" % err[:200]))
     rc, _, err = env.sfs(x, repo, "break-lock", sid)
     held = env.next_exists(repo, sid)
@@ -576,6 +579,89 @@ def check_plainbox_and_sessionfs(env, rep, pb_client, sfs_client, reader, n=25):
     rep.check(name + ": the final checkpoint is a committed one and nothing is left over",
               tag in committed and not left,
               "final %s%s" % (tag or why, "; left: %s" % left if left else ""))
+
+
+def check_nfs_files(env, rep, client="v42", other="v41"):
+    """A reader holding `session` open on a client while the same client
+    commits over it: the client keeps the old file as `.nfsXXXX` (its
+    silly rename). Listings and `cat` ignore it, and `remove` says why it
+    cannot finish while it is there."""
+    repo = env.repo("nfsfiles-%s" % client)
+    sid = env.create(client, repo)
+    rc, err = env.commit(client, repo, sid, payload("P0", 8192))
+    if rc != 0:
+        raise RuntimeError("first commit: exit %d: %s" % (rc, err))
+    held = open(env.path(client, repo, sid + ".session", "session"), "rb")
+    try:
+        rc, err = env.commit(client, repo, sid, payload("P1", 8192))
+        silly = [e for e in env.server_entries(repo, sid) if e.startswith(".nfs")]
+        if rc != 0 or not silly:
+            rep.check(".nfs files: setup", False, "commit exit %d (%s), .nfs files on the "
+                      "server: %s" % (rc, err[:160], silly))
+            return
+        problems = []
+        for c in (client, other):
+            lrc, listing, lerr = list_json(env, c, repo)
+            st = (listing or {}).get(sid)
+            if lrc != 0 or listing is None or set(listing) != {sid} or st.get("locked") != "no":
+                problems.append("list on %s: exit %d, %s" % (
+                    c, lrc, json.dumps(st) if st else lerr[:160]))
+            crc, out, cerr = env.sfs(c, repo, "cat", sid)
+            if crc != 0 or tag_of(out) != "P1":
+                problems.append("cat on %s: exit %d, %s" % (c, crc, tag_of(out) or cerr[:160]))
+        rep.check("a .nfs file in a session (reader on %s holds the old checkpoint): list and "
+                  "cat on %s and %s ignore it" % (client, client, other), not problems,
+                  "; ".join(problems) or "%s on the server" % silly)
+        rrc, _, rerr = env.sfs(client, repo, "remove", sid)
+        still = os.path.isdir(env.spath(repo, sid + ".session"))
+        rep.check("remove on %s of a session with a .nfs file says why it cannot finish" % client,
+                  rrc != 0 and ".nfs" in rerr,
+                  "exit %d: %s%s" % (rrc, rerr[:240] or "(nothing on stderr)",
+                                     "" if still else "; the session is gone"))
+    finally:
+        held.close()
+    rrc, _, rerr = env.sfs(client, repo, "remove", sid)
+    gone = wait_for(lambda: not os.path.isdir(env.spath(repo, sid + ".session")), 5)
+    rep.check("remove on %s once the reader closed it" % client, rrc == 0 and gone is not None,
+              "exit %d%s" % (rrc, ": " + rerr[:200] if rrc else ""))
+
+
+def measure_plain_reads(env, rep, writer="v41", readers=("v42", "v3"), commits=10):
+    """A measurement, not a check: how often a plain open+read on another
+    client, right after a commit returned, still reads the older checkpoint
+    (the client's caches, not sessionfs; the README's client options are
+    about this)."""
+    repo = env.repo("freshness")
+    sid = env.create(writer, repo)
+    env.commit(writer, repo, sid, payload("F-initial", 4096))
+    stale = {r: 0 for r in readers}
+    behind = {r: [] for r in readers}
+    for k in range(commits):
+        for r in readers:  # warm the readers' caches with the current one
+            with open(env.path(r, repo, sid + ".session", "session"), "rb") as f:
+                f.read()
+        time.sleep(0.3)
+        data = payload("F%d" % k, 4096)
+        rc, err = env.commit(writer, repo, sid, data)
+        t_commit = time.monotonic()
+        for r in readers:
+            p = env.path(r, repo, sid + ".session", "session")
+
+            def read(p=p):
+                try:
+                    with open(p, "rb") as f:
+                        return f.read()
+                except OSError:
+                    return None
+            if read() != data:
+                stale[r] += 1
+                t = wait_for(lambda: read() == data, 90, step=0.02)
+                behind[r].append(time.monotonic() - t_commit if t is not None else 90.0)
+    for r in readers:
+        rep.note("measure: plain open+read on %s right after a commit on %s: %d of %d read an "
+                 "older checkpoint%s" % (r, writer, stale[r], commits,
+                                         ", up to %.2f s behind" % max(behind[r])
+                                         if behind[r] else ""))
 
 
 def check_mount(env, rep, mclient, wclient, sessions=3, commits=4, gap=2.0):
@@ -684,6 +770,9 @@ def main(argv):
         ("writers", lambda: check_writers_and_reader(env, rep, "v3", "v41", "v42", 10)),
         ("plainbox", lambda: check_plainbox_and_sessionfs(env, rep, "v41", "v42", "v3")),
         ("plainbox", lambda: check_plainbox_and_sessionfs(env, rep, "v3", "v41", "v42")),
+        ("nfsfiles", lambda: check_nfs_files(env, rep, "v42", "v41")),
+        ("nfsfiles", lambda: check_nfs_files(env, rep, "v3", "v42")),
+        ("freshness", lambda: measure_plain_reads(env, rep)),
         ("mount", lambda: check_mount(env, rep, "v42", "v41")),
         ("mount", lambda: check_mount(env, rep, "v3", "v42")),
     ]
