@@ -506,6 +506,55 @@ def check_locks_on(env, rep, x):
                   force, wrc, " (%s)" % werr[:160] if wrc else "", tag or why,
                   "; left: %s" % left if left else ""))
 
+    # A writer on Y killed while it holds the lock: its client releases the
+    # lock at once (the kernel closes its files), so the lock is stale.
+    if env.next_exists(repo, sid):
+        os.unlink(env.spath(repo, sid + ".session", "session.next"))
+    before = env.server_read(repo, sid)
+    w = Streamer(env, y, repo, sid, payload("PK", 300000))
+    if wait_for(lambda: env.next_exists(repo, sid) or w.exited(), 10) is None or w.exited():
+        rc, err = w.finish()
+        rep.check("locks on %s: a writer on %s to kill" % (x, y), False,
+                  "the writer did not hold the lock: exit %d: %s" % (rc, err[:200]))
+        return
+    time.sleep(0.2)
+    w.proc.kill()
+    w.proc.wait()
+    try:
+        w.proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    states = []
+
+    def stale_now():
+        rc, listing, err = list_json(env, x, repo)
+        st = (listing or {}).get(sid)
+        states.append(st.get("locked") if st else "exit %d: %s" % (rc, err[:160]))
+        return st is not None and st.get("locked") == "stale"
+    t = wait_for(stale_now, 3, step=0.1)
+    rep.check("list on %s sees the lock of a killed writer (on %s) as stale at once" % (x, y),
+              t is not None,
+              "after %.2f s" % t if t is not None else "seen: %s" % "; ".join(sorted(set(states))))
+    rc, _, err = env.sfs(x, repo, "break-lock", sid)
+    gone = not env.next_exists(repo, sid)
+    intact = env.server_read(repo, sid) == before
+    rep.check("break-lock on %s of a killed writer's lock (on %s)" % (x, y),
+              rc == 0 and gone and intact,
+              "exit %d%s, session.next %s, checkpoint %s" %
+              (rc, " (%s)" % err[:200] if rc else "", "gone" if gone else "still there",
+               "intact" if intact else "CHANGED"))
+    if not gone:
+        os.unlink(env.spath(repo, sid + ".session", "session.next"))
+    # Whatever the killed writer left (its temporary) goes with the next
+    # commit.
+    rc, err = env.commit(x, repo, sid, payload("PN", 4096))
+    left = lingering(env.server_entries(repo, sid))
+    tag = tag_of(env.server_read(repo, sid) or b"")
+    rep.check("the next commit on %s after a killed writer (on %s) leaves nothing of it" % (x, y),
+              rc == 0 and tag == "PN" and not left,
+              "commit exit %d%s, session=%s%s" % (rc, " (%s)" % err[:160] if rc else "", tag,
+                                                  ", left: %s" % left if left else ""))
+
 
 def plainbox_writer(session_dir, n, tag):
     """Run under plainbox's Python: N saves through SessionStorage."""
@@ -586,7 +635,7 @@ def check_nfs_files(env, rep, client="v42", other="v41"):
     commits over it: the client keeps the old file as `.nfsXXXX` (its
     silly rename). Listings and `cat` ignore it, and `remove` says why it
     cannot finish while it is there."""
-    repo = env.repo("nfsfiles-%s" % client)
+    repo = env.repo("sillyrename-%s" % client)
     sid = env.create(client, repo)
     rc, err = env.commit(client, repo, sid, payload("P0", 8192))
     if rc != 0:
