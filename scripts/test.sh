@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every sessionfs test. Installs what the tests need first:
+# Runs every sessionfs test: cargo test (the mount tests mount for real),
+# then the NFS suite (tests/nfs, in User-Mode Linux). Installs what the
+# tests need first:
 # - fuse3 (fusermount3, used by --auto-unmount), xfsprogs (xfs_io, for the
 #   power-cut tests) and strace (error injection in the fault tests), from
 #   Debian's packages, when running as root;
@@ -47,3 +49,10 @@ fi
 export PLAINBOX_PYTHON="$venv/bin/python"
 
 cargo test --locked "$@"
+
+# The NFS suite: the real kernel NFS server and its v4.2, v4.1 and v3
+# clients inside User-Mode Linux (scripts/nfs/run.sh installs what it
+# needs). Skipped only when cargo test was asked for a subset.
+if [ $# -eq 0 ] || [ "${SESSIONFS_NFS:-}" = 1 ]; then
+    SESSIONFS_BIN="$PWD/target/debug/sessionfs" scripts/nfs/run.sh
+fi
