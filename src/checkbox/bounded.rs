@@ -12,10 +12,11 @@
 //!   gzip stream, an I/O error) is kept in [`Bounded::failure`], because the
 //!   parser above only passes on a copy of its message.
 
-use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 
 use flate2::bufread::MultiGzDecoder;
+
+pub(crate) use crate::decode::bounded::Bounded;
 
 /// The two magic bytes that open a gzip stream.
 pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -25,88 +26,6 @@ pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 pub(crate) enum Envelope {
     Gzip,
     Plain,
-}
-
-/// Marks the error a [`Bounded`] reader returns at its limit.
-#[derive(Debug)]
-struct LimitReached;
-
-impl fmt::Display for LimitReached {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("size limit reached")
-    }
-}
-
-impl std::error::Error for LimitReached {}
-
-/// A reader that fails once more than `limit` bytes come out of `inner`.
-pub(crate) struct Bounded<R> {
-    inner: R,
-    remaining: u64,
-    exceeded: bool,
-    failure: Option<io::Error>,
-}
-
-impl<R> Bounded<R> {
-    pub(crate) fn new(inner: R, limit: u64) -> Bounded<R> {
-        Bounded {
-            inner,
-            remaining: limit,
-            exceeded: false,
-            failure: None,
-        }
-    }
-
-    /// True once the input went past the limit.
-    pub(crate) fn exceeded(&self) -> bool {
-        self.exceeded
-    }
-
-    /// The first error of the underlying reader, if any.
-    pub(crate) fn failure(&self) -> Option<&io::Error> {
-        self.failure.as_ref()
-    }
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.exceeded {
-            return Err(io::Error::other(LimitReached));
-        }
-        // At the limit, one more byte tells a stream that ends exactly there
-        // from one that goes on.
-        let want = if self.remaining == 0 {
-            1
-        } else {
-            buf.len()
-                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX))
-        };
-        let n = loop {
-            match self.inner.read(&mut buf[..want]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let copy = io::Error::new(e.kind(), e.to_string());
-                    if self.failure.is_none() {
-                        self.failure = Some(e);
-                    }
-                    return Err(copy);
-                }
-            }
-        };
-        if self.remaining == 0 {
-            if n == 0 {
-                return Ok(0);
-            }
-            self.exceeded = true;
-            return Err(io::Error::other(LimitReached));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
 }
 
 /// The decoded bytes of a document: inflated when it starts with the gzip

@@ -164,7 +164,10 @@ impl Storage {
     pub fn load(&self) -> Result<Vec<u8>> {
         match self.load_once() {
             Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ESTALE) => {
-                log::debug!("{}: stale file handle, reading again", self.location().display());
+                log::debug!(
+                    "{}: stale file handle, reading again",
+                    self.location().display()
+                );
                 self.load_once()
             }
             other => other,

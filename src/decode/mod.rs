@@ -24,6 +24,10 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use flate2::bufread::MultiGzDecoder;
 
+pub(crate) mod bounded;
+
+use bounded::{Bounded, LimitReached};
+
 /// The name of the decoded view of `session` in each session directory of
 /// the mount.
 pub const VIEW_NAME: &str = "session.json";
@@ -142,77 +146,6 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Marks the error a [`Capped`] reader returns at its limit.
-#[derive(Debug)]
-struct LimitReached;
-
-impl fmt::Display for LimitReached {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("decode limit reached")
-    }
-}
-
-impl std::error::Error for LimitReached {}
-
-/// A reader that fails once more than `remaining` bytes come out of
-/// `inner`, and remembers what went wrong underneath.
-struct Capped<R> {
-    inner: R,
-    remaining: u64,
-    exceeded: bool,
-    failure: Option<io::Error>,
-}
-
-impl<R: Read> Capped<R> {
-    fn new(inner: R, limit: u64) -> Capped<R> {
-        Capped {
-            inner,
-            remaining: limit,
-            exceeded: false,
-            failure: None,
-        }
-    }
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.exceeded {
-            return Err(io::Error::other(LimitReached));
-        }
-        // At the limit, one more byte tells a stream that ends exactly there
-        // from one that goes on.
-        let want = if self.remaining == 0 {
-            1
-        } else {
-            buf.len()
-                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX))
-        };
-        let n = loop {
-            match self.inner.read(&mut buf[..want]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let copy = io::Error::new(e.kind(), e.to_string());
-                    self.failure = Some(e);
-                    return Err(copy);
-                }
-            }
-        };
-        if self.remaining == 0 {
-            if n == 0 {
-                return Ok(0);
-            }
-            self.exceeded = true;
-            return Err(io::Error::other(LimitReached));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
-}
-
 /// A writer that counts, and fails past `limit` bytes.
 struct Counting<W> {
     inner: W,
@@ -276,11 +209,11 @@ pub fn decode_to(
         failure: None,
     };
     if head.starts_with(&[0x1f, 0x8b]) {
-        let mut capped = Capped::new(MultiGzDecoder::new(input), limits.max_decoded);
+        let mut capped = Bounded::new(MultiGzDecoder::new(input), limits.max_decoded);
         let result = transcode(&mut capped, &mut out);
         finish(result, Format::GzipJson, &capped, &out, limits)
     } else {
-        let mut capped = Capped::new(input, limits.max_decoded);
+        let mut capped = Bounded::new(input, limits.max_decoded);
         let result = transcode(&mut capped, &mut out);
         finish(result, Format::Json, &capped, &out, limits)
     }
@@ -310,7 +243,7 @@ pub fn decode_to_vec(
 }
 
 fn transcode<R: Read, W: Write>(
-    input: &mut Capped<R>,
+    input: &mut Bounded<R>,
     out: &mut Counting<W>,
 ) -> Result<(), serde_json::Error> {
     // serde_json reads its input one byte at a time: buffer above the cap.
@@ -365,7 +298,7 @@ fn document_start(input: &mut impl BufRead) -> Result<(), serde_json::Error> {
 fn finish<R, W>(
     result: Result<(), serde_json::Error>,
     format: Format,
-    input: &Capped<R>,
+    input: &Bounded<R>,
     out: &Counting<W>,
     limits: Limits,
 ) -> Result<Decoded, DecodeError> {
@@ -384,7 +317,7 @@ fn finish<R, W>(
             failure.to_string(),
         )));
     }
-    if input.exceeded {
+    if input.exceeded() {
         return Err(DecodeError::TooLarge {
             limit: limits.max_decoded,
         });
@@ -394,7 +327,7 @@ fn finish<R, W>(
             limit: limits.max_output,
         });
     }
-    if let Some(failure) = &input.failure {
+    if let Some(failure) = input.failure() {
         let detail = match failure.kind() {
             io::ErrorKind::UnexpectedEof => "the stream is truncated".to_string(),
             _ => failure.to_string(),
