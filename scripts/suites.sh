@@ -39,8 +39,9 @@ install_crate() {
         return 0
     fi
     say "installing $name $version into $root (a few minutes, once)"
-    # A target dir of its own: the project's target/ stays as it is, and a
-    # half-finished build is reused on the next try.
+    # A target dir of its own: the project's target/ stays as it is, the
+    # two suites share their common dependencies, and a half-finished build
+    # is reused on the next try. It goes once both are installed.
     CARGO_TARGET_DIR="$dir/build" cargo install --quiet --locked \
         --version "$version" --root "$root" "$name" >&2
     "$root/bin/$name" --version >/dev/null
@@ -48,6 +49,7 @@ install_crate() {
 
 install_crate fsx "$FSX_VERSION"
 install_crate pjdfstest "$PJDFSTEST_VERSION"
+rm -rf "$dir/build"
 
 for entry in nobody:nogroup daemon:daemon; do
     user=${entry%%:*} group=${entry##*:}

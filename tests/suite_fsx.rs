@@ -167,3 +167,22 @@ fn on_disk() {
     }
     assert_eq!(runs.len() as u64, SEEDS, "every seed ran");
 }
+
+/// A failed seed is told by its last operation and fsx's error.
+#[test]
+fn explains_a_failed_seed() {
+    let log = "[INFO  fsx]   186 read      0x10 ..  0x20 (  0x11 bytes)\n\
+               [INFO  fsx]   187 close/open\n\
+               \n\
+               thread 'main' (1) panicked at src/main.rs:864:18:\n\
+               Cannot open file: Os { code: 16, kind: ResourceBusy }\n\
+               note: run with `RUST_BACKTRACE=1`\n";
+    assert_eq!(
+        explain(log),
+        "last op 187 close/open: Cannot open file: Os { code: 16, kind: ResourceBusy }"
+    );
+    assert_eq!(
+        explain("[ERROR fsx] READ BAD DATA: offset = 0x0\n"),
+        "last op none: [ERROR fsx] READ BAD DATA: offset = 0x0"
+    );
+}
