@@ -247,7 +247,9 @@ Each session directory of the mount also shows session.json: the checkpoint
 decompressed and pretty-printed, read-only, when it is a gzip-compressed JSON
 object or array (as plainbox writes it) or a plain one; it is absent
 otherwise, and for a damaged checkpoint or one that decodes to more than
-64 MiB.
+64 MiB. Likewise, next to each io-logs/JOB.record.gz (a Checkbox job's
+output), io-logs/JOB.record.txt shows that output decoded, both streams in
+the order the job wrote them.
 
 With mount(8) and /etc/fstab (scripts/install.sh links the helper
 /sbin/mount.fuse.sessionfs to sessionfs):

@@ -7,8 +7,9 @@
 //! While the waiting job runs, `list` and `show` read the live repository
 //! (resumable, the waiting job running, the passing job done); after
 //! Checkbox ends, `list`, `show`, `show --job`, `gc --dry-run --status` and
-//! `archive` give the answers the checkpoint and io-logs hold. Checkbox's
-//! whole output is in target/tmp/suite-logs/.
+//! `archive` give the answers the checkpoint and io-logs hold, and a mount
+//! of the repository shows each job's output as `show --job` prints it.
+//! Checkbox's whole output is in target/tmp/suite-logs/.
 
 mod common;
 #[path = "suites/tools.rs"]
@@ -267,4 +268,28 @@ fn the_command_line_reads_what_checkbox_writes() {
         step_failed(&format!("{ended}, want exit 0"), &log);
     }
     check_after(&repo, scratch.path());
+    mount_views_match(scratch, &repo);
+}
+
+/// Through a mount of the repository, each job's `.record.txt` is what
+/// `show --job` prints, and `session.json` is there.
+fn mount_views_match(scratch: tempfile::TempDir, repo: &Path) {
+    let row = only_row(repo);
+    let id = row["id"].as_str().unwrap().to_string();
+    let m = common::mount::Mounted::start_on(scratch, repo.to_path_buf(), &["--read-only"]);
+    let session = m.path(format!("{id}.session"));
+    assert!(session.join("session.json").is_file());
+    for name in ["passing", "waiting", "failing"] {
+        let view = session.join(format!(
+            "io-logs/{}.record.txt",
+            job(name).replace("::", "__")
+        ));
+        let shown =
+            fs::read_to_string(&view).unwrap_or_else(|e| panic!("read {}: {e}", view.display()));
+        assert_eq!(
+            shown,
+            ok(repo, &["show", &id, "--job", &job(name)]),
+            "{name}"
+        );
+    }
 }
