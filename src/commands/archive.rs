@@ -15,7 +15,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::CommandError;
 use super::names;
-use super::tar::{Kind, TarWriter};
+use super::tar::TarWriter;
 use crate::checkbox::IO_LOGS_DIR;
 use crate::core::{self, Repository, Storage, sys};
 
@@ -96,13 +96,13 @@ fn mtime_of(st: &libc::stat) -> u64 {
     u64::try_from(st.st_mtime).unwrap_or(0)
 }
 
-/// A regular file opened without following a symlink: its bytes and
-/// modification time; `Ok(None)` when it is not one (said on stderr).
-fn read_regular(
+/// A regular file opened without following a symlink, with its stat;
+/// `Ok(None)` when it is not one (said on stderr).
+fn open_regular(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     shown: &Path,
-) -> Result<Option<(Vec<u8>, u64)>, CommandError> {
+) -> Result<Option<(File, libc::stat)>, CommandError> {
     let read_err = |e: io::Error| CommandError::Input {
         path: shown.to_path_buf(),
         source: e,
@@ -132,9 +132,13 @@ fn read_regular(
         );
         return Ok(None);
     }
-    let mut data = Vec::new();
-    File::from(fd).read_to_end(&mut data).map_err(read_err)?;
-    Ok(Some((data, mtime_of(&st))))
+    Ok(Some((File::from(fd), st)))
+}
+
+/// A failure packing `path`: it could not be read, it changed while it was
+/// read, or the archive could not be written.
+fn pack_err(path: &Path, e: io::Error) -> CommandError {
+    CommandError::Other(format!("cannot pack {}: {e}", path.display()))
 }
 
 fn write_archive(storage: &Storage, dir: BorrowedFd<'_>, file: File) -> Result<(), CommandError> {
@@ -156,7 +160,7 @@ fn write_archive(storage: &Storage, dir: BorrowedFd<'_>, file: File) -> Result<(
         path: location.clone(),
         source: e,
     })?;
-    tar.add(&top, Kind::Dir, 0o755, mtime_of(&dir_st), b"")
+    tar.add_dir(&top, 0o755, mtime_of(&dir_st))
         .map_err(out_err)?;
     // The committed checkpoint, through one descriptor.
     if let Some(mut checkpoint) = storage.open_checkpoint_in(dir)? {
@@ -166,16 +170,15 @@ fn write_archive(storage: &Storage, dir: BorrowedFd<'_>, file: File) -> Result<(
             source: e,
         };
         let st = sys::fstat(checkpoint.as_fd()).map_err(read_err)?;
-        let mut data = Vec::new();
-        checkpoint.read_to_end(&mut data).map_err(read_err)?;
-        tar.add(
+        // A commit renames a new file into place: this one never changes.
+        tar.add_file_from(
             &member(&[core::SESSION_FILE.as_bytes()]),
-            Kind::File,
             0o644,
             mtime_of(&st),
-            &data,
+            st.st_size as u64,
+            &mut checkpoint,
         )
-        .map_err(out_err)?;
+        .map_err(|e| pack_err(&shown, e))?;
     } else {
         eprintln!(
             "sessionfs: {} has no checkpoint yet",
@@ -189,14 +192,8 @@ fn write_archive(storage: &Storage, dir: BorrowedFd<'_>, file: File) -> Result<(
                 path: logs_shown.clone(),
                 source: e,
             })?;
-            tar.add(
-                &member(&[IO_LOGS_DIR.as_bytes()]),
-                Kind::Dir,
-                0o755,
-                mtime_of(&st),
-                b"",
-            )
-            .map_err(out_err)?;
+            tar.add_dir(&member(&[IO_LOGS_DIR.as_bytes()]), 0o755, mtime_of(&st))
+                .map_err(out_err)?;
             let mut entries =
                 sys::read_dir_names(logs.as_fd()).map_err(|e| CommandError::Input {
                     path: logs_shown.clone(),
@@ -205,15 +202,15 @@ fn write_archive(storage: &Storage, dir: BorrowedFd<'_>, file: File) -> Result<(
             entries.sort();
             for name in entries {
                 let shown = logs_shown.join(&name);
-                if let Some((data, mtime)) = read_regular(logs.as_fd(), &name, &shown)? {
-                    tar.add(
+                if let Some((mut file, st)) = open_regular(logs.as_fd(), &name, &shown)? {
+                    tar.add_file_from(
                         &member(&[IO_LOGS_DIR.as_bytes(), name.as_bytes()]),
-                        Kind::File,
                         0o644,
-                        mtime,
-                        &data,
+                        mtime_of(&st),
+                        st.st_size as u64,
+                        &mut file,
                     )
-                    .map_err(out_err)?;
+                    .map_err(|e| pack_err(&shown, e))?;
                 }
             }
         }

@@ -1,12 +1,12 @@
 //! A minimal tar writer (POSIX ustar, with a pax `path` record for names
 //! longer than ustar holds) for `sessionfs archive`: directories and
-//! regular files only, whose bytes are already in memory.
+//! regular files only, each file streamed from an open descriptor.
 //!
 //! Invariants: every header's checksum is right and every member is padded
 //! to 512 bytes; [`TarWriter::finish`] writes the two zero blocks that end
 //! an archive, so GNU tar and Python's tarfile read it without a warning.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 const BLOCK: usize = 512;
 
@@ -15,48 +15,61 @@ pub(crate) struct TarWriter<W: Write> {
     out: W,
 }
 
-/// What a member is.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Kind {
-    Dir,
-    File,
-}
-
 impl<W: Write> TarWriter<W> {
     pub(crate) fn new(out: W) -> TarWriter<W> {
         TarWriter { out }
     }
 
-    /// Adds a member: `path` (relative, `/`-separated; a directory's
-    /// without the trailing `/`), its mode, modification time (seconds) and
-    /// data (empty for a directory).
-    pub(crate) fn add(
+    /// Adds a directory: `path` relative, `/`-separated, without the
+    /// trailing `/`.
+    pub(crate) fn add_dir(&mut self, path: &[u8], mode: u32, mtime: u64) -> io::Result<()> {
+        let mut name = path.to_vec();
+        name.push(b'/');
+        let name = self.long_name(&name, mtime)?;
+        self.header(&name, b'5', mode, mtime, 0)
+    }
+
+    /// Adds a regular file of `size` bytes read from `data`, streamed;
+    /// fails when `data` holds fewer or more bytes than `size` (a file
+    /// that changed while it was packed).
+    pub(crate) fn add_file_from(
         &mut self,
         path: &[u8],
-        kind: Kind,
         mode: u32,
         mtime: u64,
-        data: &[u8],
+        size: u64,
+        data: &mut dyn Read,
     ) -> io::Result<()> {
-        let mut name = path.to_vec();
-        if matches!(kind, Kind::Dir) {
-            name.push(b'/');
+        let name = self.long_name(path, mtime)?;
+        self.header(&name, b'0', mode, mtime, size)?;
+        let copied = io::copy(&mut data.take(size), &mut self.out)?;
+        let mut extra = [0u8; 1];
+        if copied != size || data.read(&mut extra)? != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file changed size while it was packed",
+            ));
         }
-        if name.len() > 100 {
-            let record = pax_record(b"path", &name);
-            let mut pax_name = b"PaxHeaders/".to_vec();
-            pax_name.extend_from_slice(&name[name.len().saturating_sub(80)..]);
-            pax_name.truncate(100);
-            self.header(&pax_name, b'x', 0o644, mtime, record.len() as u64)?;
-            self.body(&record)?;
-            name.truncate(100);
+        let pad = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+        self.out.write_all(&[0u8; BLOCK][..pad as usize])
+    }
+
+    /// The name for a member's own header: `name` itself when it fits;
+    /// else a pax header carrying it is written first and a truncated one
+    /// returned.
+    fn long_name(&mut self, name: &[u8], mtime: u64) -> io::Result<Vec<u8>> {
+        if name.len() <= 100 {
+            return Ok(name.to_vec());
         }
-        let (flag, size) = match kind {
-            Kind::Dir => (b'5', 0),
-            Kind::File => (b'0', data.len() as u64),
-        };
-        self.header(&name, flag, mode, mtime, size)?;
-        self.body(data)
+        let record = pax_record(b"path", name);
+        let mut pax_name = b"PaxHeaders/".to_vec();
+        pax_name.extend_from_slice(&name[name.len().saturating_sub(80)..]);
+        pax_name.truncate(100);
+        self.header(&pax_name, b'x', 0o644, mtime, record.len() as u64)?;
+        self.out.write_all(&record)?;
+        let pad = (BLOCK - record.len() % BLOCK) % BLOCK;
+        self.out.write_all(&[0u8; BLOCK][..pad])?;
+        Ok(name[..100].to_vec())
     }
 
     fn header(
@@ -88,12 +101,6 @@ impl<W: Write> TarWriter<W> {
         let sum = format!("{sum:06o}\0 ");
         h[148..156].copy_from_slice(sum.as_bytes());
         self.out.write_all(&h)
-    }
-
-    fn body(&mut self, data: &[u8]) -> io::Result<()> {
-        self.out.write_all(data)?;
-        let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
-        self.out.write_all(&[0u8; BLOCK][..pad])
     }
 
     /// Ends the archive and returns the writer.
@@ -142,13 +149,23 @@ mod tests {
     #[test]
     fn headers_are_blocks_with_a_valid_checksum() {
         let mut w = TarWriter::new(Vec::new());
-        w.add(b"s.session", Kind::Dir, 0o755, 1, b"").unwrap();
-        w.add(b"s.session/session", Kind::File, 0o644, 1, b"hello")
+        w.add_dir(b"s.session", 0o755, 1).unwrap();
+        w.add_file_from(b"s.session/session", 0o644, 1, 5, &mut &b"hello"[..])
             .unwrap();
         let long = format!("s.session/io-logs/{}.record.gz", "j".repeat(120));
-        w.add(long.as_bytes(), Kind::File, 0o644, 1, b"x").unwrap();
+        w.add_file_from(long.as_bytes(), 0o644, 1, 1, &mut &b"x"[..])
+            .unwrap();
         let out = w.finish().unwrap();
         assert_eq!(out.len() % BLOCK, 0);
+        let mut short = TarWriter::new(Vec::new());
+        let err = short
+            .add_file_from(b"s.session/y", 0o644, 1, 5, &mut &b"abc"[..])
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let err = short
+            .add_file_from(b"s.session/y", 0o644, 1, 2, &mut &b"abc"[..])
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let h = &out[BLOCK..2 * BLOCK];
         let mut copy = h.to_vec();
         copy[148..156].fill(b' ');
