@@ -553,3 +553,21 @@ fn an_empty_default_repository_points_at_checkbox_sessions() {
     out.assert_ok();
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
+
+#[test]
+fn the_core_never_makes_last_session_in_a_checkbox_repository() {
+    use sessionfs::core::{Layout, Repository};
+    let t = TestRepo::new();
+    let repo = Repository::with_layout(t.path(), Layout::Checkbox);
+    assert_eq!(repo.layout(), Layout::Checkbox);
+    let e = repo.create("x-", true).unwrap_err();
+    assert!(e.to_string().contains("no legacy mode"), "{e}");
+    let s = repo.create("x-", false).unwrap();
+    assert!(s.location().join("session-share").is_dir());
+    let e = repo.set_last_session(s.name()).unwrap_err();
+    assert!(e.to_string().contains("no legacy mode"), "{e}");
+    assert!(fs::symlink_metadata(t.path().join("last-session")).is_err());
+    assert_eq!(repo.list().unwrap().len(), 1);
+    // The same directory without a layout asked for is plainbox's.
+    assert_eq!(Repository::new(t.path()).layout(), Layout::Plainbox);
+}

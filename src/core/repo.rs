@@ -6,7 +6,10 @@
 //!   followed, whatever they point at;
 //! - `last-session` is only ever replaced atomically (a new link renamed
 //!   over the old one), and a legacy create deletes only a session directory
-//!   that is a direct child of this repository.
+//!   that is a direct child of this repository;
+//! - in a repository laid out as Checkbox's ([`Layout::Checkbox`]) nothing
+//!   here ever makes `last-session` (a symlink there empties Checkbox's own
+//!   listing): legacy mode is refused before anything is made.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
