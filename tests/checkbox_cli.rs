@@ -266,7 +266,7 @@ fn show_tells_every_job_and_where_its_output_is() {
         "Status:       finished-not-submitted (flags: strict_template_expansion)",
         "Format:       version 11",
         "Last job start: 2025-12-01 09:42:47",
-        "Running job:  ns::c",
+        "Last job:     ns::c\n",
         "Progress:     2/3 jobs (fail 1, pass 1)",
         "  ns::b\n    outcome:     fail\n    return code: 3\n    duration:    1.500s\n    comments:    it broke\n",
         "    output:      io-logs/ns__a.record.gz\n",

@@ -120,6 +120,11 @@ fn check_after(repo: &Path, scratch: &Path) {
     assert_eq!(row["jobs_total"], 3);
     assert_eq!(row["outcomes"], serde_json::json!({"pass": 2, "fail": 1}));
     let text = ok(repo, &["show", &id]);
+    // Checkbox leaves the last job's name in the checkpoint: not running.
+    assert!(!text.contains("Running job:"), "{text}");
+    let table = ok(repo, &["list"]);
+    let cells: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(cells[6..9], [status, "3/3", "-"], "{table}");
     for (name, outcome, rc) in [
         ("passing", "pass", 0),
         ("waiting", "pass", 0),

@@ -158,7 +158,10 @@ fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
             if r.last { "yes" } else { "-" }.to_string(),
             summary.map_or_else(dash, |s| s.status.as_str().to_string()),
             summary.map_or_else(dash, |s| format!("{}/{}", s.jobs_done, s.jobs_total)),
+            // Checkbox leaves the last job's name when a session ends: a
+            // job runs only in a resumable session.
             summary
+                .filter(|s| s.status == crate::checkbox::Status::Resumable)
                 .and_then(|s| s.running_job.as_deref())
                 .filter(|j| !j.is_empty())
                 .map_or_else(dash, |j| names::escape(OsStr::new(j))),

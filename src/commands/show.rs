@@ -167,11 +167,15 @@ fn write_summary(
     if let Some(t) = s.last_job_start_utc() {
         writeln!(out, "Last job start: {t}")?;
     }
-    writeln!(
-        out,
-        "Running job:  {}",
-        names::printable(or_dash(s.running_job.as_deref()))
-    )?;
+    // Checkbox leaves the last job's name there when the session ends: it
+    // is only running (or where a resume starts) while the session is
+    // resumable.
+    let running = names::printable(or_dash(s.running_job.as_deref()));
+    if s.status == crate::checkbox::Status::Resumable {
+        writeln!(out, "Running job:  {running}")?;
+    } else if s.running_job.as_deref().is_some_and(|j| !j.is_empty()) {
+        writeln!(out, "Last job:     {running}")?;
+    }
     let outcomes: Vec<String> = s.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let outcomes = if outcomes.is_empty() {
         String::new()
