@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::commands::{
-    self, CommandConfig, CommandError, Config, ListConfig, MountRequest, RepoChoice, SortBy,
-    mount_options,
+    self, CommandConfig, CommandError, Config, GcStatus, ListConfig, MountRequest, RepoChoice,
+    SortBy, mount_options,
 };
 use crate::docs;
 use crate::exit_codes::HELP_TEXT;
@@ -32,10 +32,19 @@ use crate::exit_codes::HELP_TEXT;
     after_help = HELP_TEXT
 )]
 pub(crate) struct Cli {
-    /// The session repository [default: $PLAINBOX_SESSION_REPOSITORY, else
+    /// The session repository [default: --checkbox's when given, else
+    /// $PLAINBOX_SESSION_REPOSITORY, else
     /// ${XDG_CACHE_HOME:-~/.cache}/plainbox/sessions]
     #[arg(long, global = true, value_name = "DIR")]
     pub repo: Option<PathBuf>,
+
+    /// Today's Checkbox's repository, /var/tmp/checkbox-ng/sessions
+    /// ($SESSIONFS_CHECKBOX_REPOSITORY overrides it), with its layout:
+    /// microsecond names, io-logs/ and session-share/, no legacy mode.
+    /// With --repo DIR: DIR, laid out as Checkbox's. It wins over
+    /// $PLAINBOX_SESSION_REPOSITORY
+    #[arg(long, global = true)]
+    pub checkbox: bool,
 
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -81,8 +90,23 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Remove the sessions not modified for a while
+    /// Remove sessions not modified for a while, or by status as Checkbox
+    /// reads them
     Gc(GcArgs),
+    /// Show a Checkbox session: title, test plan, status, times and every
+    /// job's result; with --job, that job's output
+    Show {
+        /// The session id
+        id: OsString,
+        /// Print this job's output (its id, or the part after `::`),
+        /// decoded from io-logs/<job>.record.gz in the order it was
+        /// written, else its .stdout then .stderr
+        #[arg(long, value_name = "JOB")]
+        job: Option<String>,
+    },
+    /// Pack one session (its committed checkpoint and io-logs) into a
+    /// .tar.gz, e.g. for a bug report
+    Archive(ArchiveArgs),
     /// Mount the repository as a filesystem (returns once it is ready)
     #[command(after_long_help = mount_help())]
     Mount(MountArgs),
@@ -169,13 +193,52 @@ pub(crate) struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["older_than", "status"])))]
 pub(crate) struct GcArgs {
     /// Remove sessions not modified for this long (e.g. 30d, 12h, 1h30m, 90s)
     #[arg(long, value_name = "DURATION", value_parser = crate::core::duration::parse_duration)]
-    pub older_than: std::time::Duration,
+    pub older_than: Option<std::time::Duration>,
+    /// Remove only sessions of this status (repeatable; with --older-than,
+    /// both must hold): `old` is what `checkbox-cli --clear-old-sessions`
+    /// would remove (submitted, bootstrapping, no flags), and
+    /// resumable, submitted, bootstrapping, no-flags and
+    /// finished-not-submitted (which Checkbox never removes) as `list`
+    /// shows them. Sessions that are not readable Checkbox sessions have
+    /// no status
+    #[arg(long, value_name = "STATUS", value_parser = parse_gc_status)]
+    pub status: Vec<GcStatus>,
     /// Only print what would be removed
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("session").required(true).args(["id", "last"])))]
+pub(crate) struct ArchiveArgs {
+    /// The session id
+    pub id: Option<OsString>,
+    /// The session modified last
+    #[arg(long)]
+    pub last: bool,
+    /// The archive to write (gzip-compressed tar), atomically
+    #[arg(short, long, value_name = "FILE.tar.gz")]
+    pub output: PathBuf,
+}
+
+/// `--status NAME`.
+fn parse_gc_status(name: &str) -> Result<GcStatus, String> {
+    if name == "old" {
+        return Ok(GcStatus::Old);
+    }
+    crate::checkbox::Status::parse(name)
+        .map(GcStatus::Is)
+        .ok_or_else(|| {
+            let names: Vec<&str> = crate::checkbox::Status::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
+            format!("unknown status (old, {})", names.join(", "))
+        })
 }
 
 /// What `sessionfs mount --help` and its manual page say after the options.
@@ -184,7 +247,9 @@ Each session directory of the mount also shows session.json: the checkpoint
 decompressed and pretty-printed, read-only, when it is a gzip-compressed JSON
 object or array (as plainbox writes it) or a plain one; it is absent
 otherwise, and for a damaged checkpoint or one that decodes to more than
-64 MiB.
+64 MiB. Likewise, next to each io-logs/JOB.record.gz (a Checkbox job's
+output), io-logs/JOB.record.txt shows that output decoded, both streams in
+the order the job wrote them.
 
 With mount(8) and /etc/fstab (scripts/install.sh links the helper
 /sbin/mount.fuse.sessionfs to sessionfs):
@@ -236,9 +301,11 @@ impl CommandLine {
     /// The plain values of `cli`; `daemon_args` is the command line to
     /// start a background mount daemon with (without the program name).
     fn from_cli(cli: Cli, daemon_args: Vec<OsString>) -> CommandLine {
-        let repo = match cli.repo {
-            Some(dir) => RepoChoice::Dir(dir),
-            None => RepoChoice::Default,
+        let repo = match (cli.repo, cli.checkbox) {
+            (Some(dir), false) => RepoChoice::Dir(dir),
+            (Some(dir), true) => RepoChoice::CheckboxDir(dir),
+            (None, true) => RepoChoice::Checkbox,
+            (None, false) => RepoChoice::Default,
         };
         let run = Action::Run;
         let action = match cli.command {
@@ -259,7 +326,13 @@ impl CommandLine {
             Command::BreakLock { id, force } => run(CommandConfig::BreakLock { id, force }),
             Command::Gc(args) => run(CommandConfig::Gc {
                 older_than: args.older_than,
+                statuses: args.status,
                 dry_run: args.dry_run,
+            }),
+            Command::Show { id, job } => run(CommandConfig::Show { id, job }),
+            Command::Archive(args) => run(CommandConfig::Archive {
+                id: if args.last { None } else { args.id },
+                output: args.output,
             }),
             Command::Mount(args) => run(CommandConfig::Mount(MountRequest {
                 mountpoint: args.mountpoint,
@@ -382,8 +455,48 @@ mod tests {
         assert_eq!(c.repo, RepoChoice::Default);
         assert!(matches!(
             c.action,
-            Action::Run(CommandConfig::Gc { older_than, dry_run: true })
+            Action::Run(CommandConfig::Gc { older_than: Some(older_than), dry_run: true, .. })
                 if older_than == std::time::Duration::from_secs(5400)
+        ));
+        let c = parsed(&[
+            "sessionfs",
+            "--checkbox",
+            "gc",
+            "--status",
+            "old",
+            "--status",
+            "finished-not-submitted",
+        ]);
+        assert_eq!(c.repo, RepoChoice::Checkbox);
+        let Action::Run(CommandConfig::Gc {
+            older_than: None,
+            statuses,
+            dry_run: false,
+        }) = c.action
+        else {
+            panic!("not gc");
+        };
+        assert_eq!(
+            statuses,
+            [
+                GcStatus::Old,
+                GcStatus::Is(crate::checkbox::Status::FinishedNotSubmitted)
+            ]
+        );
+        let c = parsed(&[
+            "sessionfs",
+            "--repo",
+            "/r",
+            "--checkbox",
+            "archive",
+            "--last",
+            "-o",
+            "x.tar.gz",
+        ]);
+        assert_eq!(c.repo, RepoChoice::CheckboxDir("/r".into()));
+        assert!(matches!(
+            c.action,
+            Action::Run(CommandConfig::Archive { id: None, .. })
         ));
     }
 

@@ -24,7 +24,7 @@ const USAGE: i32 = 2;
 const FAILURE: i32 = 1;
 
 /// `list`'s table as one map per session, keyed by the header's column
-/// names (no cell holds a space).
+/// names (no cell but the last, TITLE, holds a space).
 fn list_rows(t: &TestRepo) -> Vec<HashMap<String, String>> {
     parse_table(&t.cli(["list"]).assert_ok().stdout_text())
 }
@@ -40,9 +40,17 @@ fn parse_table(text: &str) -> Vec<HashMap<String, String>> {
     for col in ["ID", "SIZE", "LOCKED", "LAST"] {
         assert!(header.iter().any(|h| h == col), "no {col} column: {text}");
     }
+    // Every cell but the last (TITLE, which may hold spaces) is one word.
     lines
         .map(|line| {
-            let cells: Vec<&str> = line.split_whitespace().collect();
+            let mut cells: Vec<&str> = Vec::new();
+            let mut rest = line.trim_start();
+            while cells.len() + 1 < header.len() && !rest.is_empty() {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                cells.push(&rest[..end]);
+                rest = rest[end..].trim_start();
+            }
+            cells.push(rest);
             assert_eq!(cells.len(), header.len(), "ragged row {line:?} in {text}");
             header
                 .iter()

@@ -60,7 +60,10 @@ fn list_prints_an_aligned_table_and_json_for_scripts() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         header,
-        ["ID", "CREATED", "MODIFIED", "SIZE", "LOCKED", "LAST"],
+        [
+            "ID", "CREATED", "MODIFIED", "SIZE", "LOCKED", "LAST", "STATUS", "PROGRESS", "RUNNING",
+            "TITLE"
+        ],
         "{text}"
     );
     // Youngest first; columns start at the same place on every line.
@@ -86,9 +89,15 @@ fn list_prints_an_aligned_table_and_json_for_scripts() {
         assert_eq!(&l[modified_col + 19..modified_col + 20], "Z", "{text}");
     }
     let words = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
-    assert_eq!(words(lines[1])[3..], ["4.0K", "-", "-"], "{text}");
-    assert_eq!(words(lines[2])[3..], ["-", "stale", "-"], "{text}");
-    assert_eq!(words(lines[3])[3..], ["1B", "-", "yes"], "{text}");
+    // No Checkbox checkpoint: dashes for its status, progress, running job
+    // and title.
+    assert_eq!(
+        words(lines[1])[3..],
+        ["4.0K", "-", "-", "-", "-", "-", "-"],
+        "{text}"
+    );
+    assert_eq!(words(lines[2])[3..6], ["-", "stale", "-"], "{text}");
+    assert_eq!(words(lines[3])[3..6], ["1B", "-", "yes"], "{text}");
 
     let out = cli(&repo, &["list", "--json"]);
     out.assert_ok();

@@ -18,14 +18,36 @@ pub struct Config {
     pub command: CommandConfig,
 }
 
-/// Where the session repository is.
+/// Where the session repository is, and how its sessions are laid out.
+///
+/// Precedence: a directory given (`--repo`) wins; else Checkbox's
+/// repository when asked for (`--checkbox`); else
+/// `$PLAINBOX_SESSION_REPOSITORY`; else plainbox's default. `--checkbox`
+/// with `--repo` is that directory laid out as Checkbox's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepoChoice {
     /// `$PLAINBOX_SESSION_REPOSITORY`, else
-    /// `${XDG_CACHE_HOME:-~/.cache}/plainbox/sessions`.
+    /// `${XDG_CACHE_HOME:-~/.cache}/plainbox/sessions` (laid out as
+    /// Checkbox's when that is Checkbox's well-known place).
     Default,
-    /// This directory.
+    /// This directory (laid out as Checkbox's when it is Checkbox's
+    /// well-known place).
     Dir(PathBuf),
+    /// Checkbox's repository: `$SESSIONFS_CHECKBOX_REPOSITORY`, else
+    /// `/var/tmp/checkbox-ng/sessions`, laid out as Checkbox's.
+    Checkbox,
+    /// This directory, laid out as Checkbox's.
+    CheckboxDir(PathBuf),
+}
+
+/// Which sessions `gc --status` removes, as Checkbox reads their flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcStatus {
+    /// What `checkbox-cli --clear-old-sessions` would remove (as the
+    /// application that made each session).
+    Old,
+    /// Sessions with this status.
+    Is(crate::checkbox::Status),
 }
 
 /// The command and its arguments.
@@ -58,8 +80,22 @@ pub enum CommandConfig {
         force: bool,
     },
     Gc {
-        older_than: Duration,
+        /// Only sessions not modified for this long.
+        older_than: Option<Duration>,
+        /// Only sessions with one of these statuses (any when empty).
+        statuses: Vec<GcStatus>,
         dry_run: bool,
+    },
+    Show {
+        id: OsString,
+        /// Print this job's output instead of the session's summary.
+        job: Option<String>,
+    },
+    Archive {
+        /// The session; `None` for the one modified last.
+        id: Option<OsString>,
+        /// The `.tar.gz` to write (atomically).
+        output: PathBuf,
     },
     Mount(MountRequest),
     Unmount {

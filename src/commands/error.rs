@@ -27,6 +27,11 @@ pub enum CommandError {
         failed: usize,
         code: i32,
     },
+    /// A session's data is not what it should be (see
+    /// [`exit_codes::BAD_DATA`]).
+    BadData(String),
+    /// Something the command refuses to do as asked (exit code 2).
+    Usage(String),
     Other(String),
 }
 
@@ -43,6 +48,8 @@ impl CommandError {
             | CommandError::Output(_)
             | CommandError::Other(_) => exit_codes::FAILURE,
             CommandError::Partial { code, .. } => *code,
+            CommandError::BadData(_) => exit_codes::BAD_DATA,
+            CommandError::Usage(_) => exit_codes::USAGE,
         }
     }
 
@@ -64,7 +71,9 @@ impl fmt::Display for CommandError {
             }
             CommandError::Output(e) => write!(f, "cannot write to standard output: {e}"),
             CommandError::Partial { failed, .. } => write!(f, "{failed} of the sessions failed"),
-            CommandError::Other(msg) => f.write_str(msg),
+            CommandError::BadData(msg) | CommandError::Usage(msg) | CommandError::Other(msg) => {
+                f.write_str(msg)
+            }
         }
     }
 }

@@ -1,12 +1,16 @@
 //! `sessionfs list`: the sessions as an aligned table, or as JSON for
-//! scripts.
+//! scripts, each with what its checkpoint says when it is Checkbox's
+//! (title, status, progress, running job: see [`super::glance`]).
+//!
+//! A checkpoint that cannot be read shows dashes (nulls in JSON) and one
+//! warning on standard error for the whole listing; it never fails it.
 //!
 //! Times are UTC. A session's creation time is the one its name carries
 //! (`PREFIX%Y-%m-%dT%H.%M.%S[_(N)].session`, as plainbox and `create` name
 //! them), else the directory's birth time where the filesystem records it,
 //! else its status-change time.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
@@ -14,7 +18,9 @@ use std::time::SystemTime;
 
 use super::config::{ListConfig, SortBy};
 use super::error::{CommandError, ignore_broken_pipe};
+use super::glance::{Glance, glance_in};
 use super::names;
+use crate::checkbox::Summary;
 use crate::core::calendar::DateTime;
 use crate::core::name::created_from_id;
 use crate::core::{self, LockState, Repository, sys};
@@ -30,6 +36,7 @@ struct Row {
     size: Option<u64>,
     locked: LockState,
     last: bool,
+    glance: Glance,
 }
 
 /// The sessions of `repo`, in the order asked for. A session removed while
@@ -65,7 +72,9 @@ fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
             .and_then(created_from_id)
             .or_else(|| birth_or_change_time(dir.as_fd()))
             .unwrap_or(entry.modified);
+        let glance = glance_in(storage, dir.as_fd());
         rows.push(Row {
+            glance,
             last: last.as_ref().is_some_and(|l| l.name() == storage.name()),
             id,
             path,
@@ -82,9 +91,25 @@ fn rows(repo: &Repository, sort: SortBy) -> Result<Vec<Row>, core::Error> {
     Ok(rows)
 }
 
-/// `sessionfs list`.
-pub fn list(repo: &Repository, args: &ListConfig) -> Result<(), CommandError> {
+/// `sessionfs list`; returns how many sessions it listed.
+pub fn list(repo: &Repository, args: &ListConfig) -> Result<usize, CommandError> {
     let rows = rows(repo, args.sort)?;
+    let damaged: Vec<&Row> = rows
+        .iter()
+        .filter(|r| matches!(r.glance, Glance::Damaged(_)))
+        .collect();
+    if let Some(first) = damaged.first()
+        && let Glance::Damaged(why) = &first.glance
+    {
+        let others = match damaged.len() {
+            1 => String::new(),
+            n => format!(" (and {} other sessions)", n - 1),
+        };
+        eprintln!(
+            "sessionfs: warning: cannot read the checkpoint of {}{others}: {why}",
+            names::escape(&first.id)
+        );
+    }
     // One write per buffer, not per line.
     let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let result = if args.json {
@@ -92,7 +117,8 @@ pub fn list(repo: &Repository, args: &ListConfig) -> Result<(), CommandError> {
     } else {
         write_table(&rows, &mut out)
     };
-    ignore_broken_pipe(result.and_then(|()| out.flush()))
+    ignore_broken_pipe(result.and_then(|()| out.flush()))?;
+    Ok(rows.len())
 }
 
 fn locked_word(state: LockState) -> &'static str {
@@ -112,8 +138,14 @@ fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
         "SIZE".to_string(),
         "LOCKED".to_string(),
         "LAST".to_string(),
+        "STATUS".to_string(),
+        "PROGRESS".to_string(),
+        "RUNNING".to_string(),
+        "TITLE".to_string(),
     ]];
     for r in rows {
+        let summary = r.glance.summary();
+        let dash = || "-".to_string();
         cells.push([
             names::escape(&r.id),
             rfc3339(r.created),
@@ -124,9 +156,22 @@ fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
                 other => locked_word(other).to_string(),
             },
             if r.last { "yes" } else { "-" }.to_string(),
+            summary.map_or_else(dash, |s| s.status.as_str().to_string()),
+            summary.map_or_else(dash, |s| format!("{}/{}", s.jobs_done, s.jobs_total)),
+            // Checkbox leaves the last job's name when a session ends: a
+            // job runs only in a resumable session.
+            summary
+                .filter(|s| s.status == crate::checkbox::Status::Resumable)
+                .and_then(|s| s.running_job.as_deref())
+                .filter(|j| !j.is_empty())
+                .map_or_else(dash, |j| names::escape(OsStr::new(j))),
+            summary
+                .and_then(|s| s.title.as_deref())
+                .filter(|t| !t.is_empty())
+                .map_or_else(dash, names::printable),
         ]);
     }
-    let mut widths = [0usize; 6];
+    let mut widths = [0usize; 10];
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -134,18 +179,26 @@ fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
     }
     for row in &cells {
         let line = format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<w4$}  {}",
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<w4$}  {:<w5$}  {:<w6$}  {:>w7$}  {:<w8$}  {}",
             row[0],
             row[1],
             row[2],
             row[3],
             row[4],
             row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2],
             w3 = widths[3],
             w4 = widths[4],
+            w5 = widths[5],
+            w6 = widths[6],
+            w7 = widths[7],
+            w8 = widths[8],
         );
         writeln!(out, "{}", line.trim_end())?;
     }
@@ -156,7 +209,10 @@ fn write_table(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
 /// table prints it, with `"id_escaped": true`), `path` (likewise, with
 /// `"path_escaped"`), `created` and `modified` (RFC 3339,
 /// UTC), `size` (bytes, or null without a checkpoint), `locked` (`"no"`,
-/// `"writing"` or `"stale"`), `last` (bool).
+/// `"writing"` or `"stale"`), `last` (bool); then what a Checkbox
+/// checkpoint says ([`Summary::to_json`]: `title`, `app_id`, `flags`,
+/// `status`, `jobs_done`, `jobs_total`, `outcomes`, `running_job`,
+/// `format_version`), all null for any other checkpoint.
 fn write_json(rows: &[Row], out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, rows)?;
     writeln!(out)
@@ -185,6 +241,15 @@ impl serde::Serialize for Row {
         m.serialize_entry("size", &self.size)?;
         m.serialize_entry("locked", locked_word(self.locked))?;
         m.serialize_entry("last", &self.last)?;
+        let checkbox = match self.glance.summary() {
+            Some(s) => s.to_json(),
+            None => Summary::null_json(),
+        };
+        if let serde_json::Value::Object(fields) = checkbox {
+            for (k, v) in &fields {
+                m.serialize_entry(k, v)?;
+            }
+        }
         m.end()
     }
 }
@@ -263,6 +328,7 @@ mod tests {
                 size: Some(4096),
                 locked: LockState::Stale,
                 last: true,
+                glance: Glance::Nothing,
             },
             Row {
                 id: "x".into(),
@@ -272,6 +338,7 @@ mod tests {
                 size: None,
                 locked: LockState::Unlocked,
                 last: false,
+                glance: Glance::Damaged("x".into()),
             },
         ];
         let mut table = Vec::new();
@@ -289,8 +356,11 @@ mod tests {
             col(lines[0], "CREATED"),
             col(lines[2], "1970-01-01T00:00:00Z")
         );
-        assert!(lines[1].ends_with("4.0K  stale   yes"), "{table}");
-        assert!(lines[2].ends_with("   -  -       -"), "{table}");
+        assert!(lines[1].contains("4.0K  stale   yes"), "{table}");
+        assert!(lines[2].contains("   -  -       -     -"), "{table}");
+        // A checkpoint that says nothing of Checkbox: dashes.
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(cells[cells.len() - 4..], ["-", "-", "-", "-"], "{table}");
 
         let mut json = Vec::new();
         write_json(&rows, &mut json).unwrap();
@@ -303,5 +373,53 @@ mod tests {
         assert_eq!(v[1]["size"], serde_json::Value::Null);
         assert_eq!(v[1]["locked"], "no");
         assert_eq!(v[1]["last"], false);
+        for key in ["title", "status", "jobs_done", "format_version"] {
+            assert_eq!(v[1][key], serde_json::Value::Null, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_checkbox_session_shows_its_title_status_and_progress() {
+        let bytes = include_bytes!("../../tests/data/checkbox-1.18.1-v7.session");
+        let reading =
+            crate::checkbox::read_checkpoint_bytes(bytes, crate::decode::Limits::default())
+                .unwrap();
+        let crate::checkbox::Reading::Checkpoint(summary) = reading else {
+            panic!("not a checkpoint");
+        };
+        let want = (
+            summary.status.as_str(),
+            format!("{}/{}", summary.jobs_done, summary.jobs_total),
+            summary.title.clone().unwrap(),
+        );
+        let rows = vec![Row {
+            id: "s".into(),
+            path: "/r/s.session".into(),
+            created: at(0),
+            modified: at(0),
+            size: Some(10),
+            locked: LockState::Unlocked,
+            last: false,
+            glance: Glance::Checkbox(summary),
+        }];
+        let mut table = Vec::new();
+        write_table(&rows, &mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        let line = table.lines().nth(1).unwrap();
+        assert!(line.contains(want.0), "{table}");
+        assert!(line.contains(&want.1), "{table}");
+        assert!(line.ends_with(&want.2), "{table}");
+        let mut json = Vec::new();
+        write_json(&rows, &mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v[0]["status"], want.0);
+        assert_eq!(v[0]["format_version"], 7);
+        assert_eq!(v[0]["title"], want.2.as_str());
+        assert_eq!(v[0]["id"], "s");
+    }
+
+    #[test]
+    fn control_characters_of_a_title_are_escaped() {
+        assert_eq!(names::printable("a b\nc\x1b[2J"), "a b\\nc\\033[2J");
     }
 }

@@ -7,28 +7,67 @@
 //! missing or unusable one is the first error reported; each command lives
 //! in the file of its concern.
 
+mod archive;
 mod checkpoint;
 mod cleanup;
 pub mod config;
 mod create;
 mod error;
+mod glance;
 mod list;
 mod mount;
 pub mod mount_options;
 pub mod names;
+mod show;
+mod tar;
 
-use crate::core::Repository;
+use std::path::PathBuf;
 
-pub use config::{CommandConfig, Config, ListConfig, MountRequest, RepoChoice, SortBy};
+use crate::core::{CHECKBOX_REPOSITORY, Layout, Repository};
+
+pub use config::{CommandConfig, Config, GcStatus, ListConfig, MountRequest, RepoChoice, SortBy};
 pub use error::CommandError;
 pub(crate) use error::ignore_broken_pipe;
+
+/// Where `--checkbox` looks: `$SESSIONFS_CHECKBOX_REPOSITORY` (for a
+/// Checkbox run with another base directory), else Checkbox's own
+/// `/var/tmp/checkbox-ng/sessions`.
+pub fn checkbox_location() -> PathBuf {
+    std::env::var_os("SESSIONFS_CHECKBOX_REPOSITORY")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(CHECKBOX_REPOSITORY), PathBuf::from)
+}
 
 /// The repository `choice` designates.
 pub fn repository(choice: &RepoChoice) -> Repository {
     match choice {
         RepoChoice::Default => Repository::new(Repository::default_location()),
         RepoChoice::Dir(dir) => Repository::new(dir.clone()),
+        RepoChoice::Checkbox => Repository::with_layout(checkbox_location(), Layout::Checkbox),
+        RepoChoice::CheckboxDir(dir) => Repository::with_layout(dir.clone(), Layout::Checkbox),
     }
+}
+
+/// After `list` found no session in the repository nobody chose: where
+/// Checkbox's sessions are, when Checkbox's repository holds any.
+fn checkbox_hint(choice: &RepoChoice, repo: &Repository) -> Option<String> {
+    if *choice != RepoChoice::Default || std::env::var_os("PLAINBOX_SESSION_REPOSITORY").is_some() {
+        return None;
+    }
+    let checkbox = Repository::with_layout(checkbox_location(), Layout::Checkbox);
+    if checkbox.location() == repo.location() {
+        return None;
+    }
+    if !checkbox.location().is_dir() {
+        return None;
+    }
+    let count = checkbox.list().ok()?.len();
+    Some(format!(
+        "sessionfs: no sessions in {}; Checkbox keeps its sessions in {} ({count} there): \
+         `sessionfs --checkbox list` shows them",
+        repo.location().display(),
+        checkbox.location().display()
+    ))
 }
 
 /// Runs one command.
@@ -40,7 +79,14 @@ pub fn run(config: Config) -> Result<(), CommandError> {
     }
     let id = |given: &std::ffi::OsStr| names::resolve(&repo, given);
     match config.command {
-        CommandConfig::List(args) => list::list(&repo, &args),
+        CommandConfig::List(args) => {
+            if list::list(&repo, &args)? == 0
+                && let Some(hint) = checkbox_hint(&config.repo, &repo)
+            {
+                eprintln!("{hint}");
+            }
+            Ok(())
+        }
         CommandConfig::Create { prefix, legacy } => create::create(&repo, &prefix, legacy),
         CommandConfig::Cat {
             id: given,
@@ -62,8 +108,14 @@ pub fn run(config: Config) -> Result<(), CommandError> {
         }
         CommandConfig::Gc {
             older_than,
+            statuses,
             dry_run,
-        } => cleanup::gc(&repo, older_than, dry_run),
+        } => cleanup::gc(&repo, older_than, &statuses, dry_run),
+        CommandConfig::Show { id: given, job } => show::show(&repo, &id(&given), job.as_deref()),
+        CommandConfig::Archive { id: given, output } => {
+            let given = given.map(|g| id(&g));
+            archive::archive(&repo, given.as_deref(), &output)
+        }
         CommandConfig::Mount(request) => mount::mount(repo, request),
         CommandConfig::Unmount { mountpoint } => mount::unmount(&mountpoint),
     }

@@ -61,6 +61,22 @@ pub fn escape(id: &OsStr) -> String {
     out
 }
 
+/// Text read from a session (a title, a job id, a comment) as a terminal
+/// may show it: control characters escaped as [`escape`] does, spaces and
+/// the rest kept.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            out.push_str(&escape(OsStr::new(c.encode_utf8(&mut buf))));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The bytes an escaped id stands for; `None` when `printed` is not a
 /// well-formed escaped id (a lone backslash, an unknown escape).
 pub fn unescape(printed: &OsStr) -> Option<OsString> {

@@ -17,7 +17,7 @@ pub mod writer;
 pub use error::{Error, NameProblem, Op, Result};
 pub use lock::is_checkpoint_temporary;
 pub use manager::{RepositoryStore, SessionManager, SessionState, SessionStore};
-pub use name::SessionName;
+pub use name::{CHECKBOX_REPOSITORY, Layout, SessionName};
 pub use repo::{DEFAULT_PREFIX, LAST_SESSION_LINK, NewSession, Repository, SessionEntry};
 pub use seam::{FailStep, FaultSeam, NoFaults, Step};
 pub use storage::{

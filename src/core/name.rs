@@ -115,6 +115,83 @@ pub fn slugify(prefix: &str) -> String {
         .collect()
 }
 
+/// How a repository's sessions are named and laid out: as plainbox 0.38
+/// makes them, or as today's Checkbox (checkbox-ng) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `PREFIX%Y-%m-%dT%H.%M.%S.session` with `io-logs/`; legacy mode
+    /// (`last-session`) allowed.
+    Plainbox,
+    /// `PREFIX%Y-%m-%dT%H.%M.%S.%f.session` (microseconds, checkbox-ng
+    /// since 7.2.0) with `io-logs/` and `session-share/`; no legacy mode:
+    /// a symlink in Checkbox's repository empties Checkbox's own listing.
+    Checkbox,
+}
+
+/// Checkbox's session repository (`WellKnownDirsHelper`, hard-coded).
+pub const CHECKBOX_REPOSITORY: &str = "/var/tmp/checkbox-ng/sessions";
+
+/// The directories plainbox creates in every new session.
+pub const PLAINBOX_WELL_KNOWN_DIRS: [&str; 1] = ["io-logs"];
+/// The directories Checkbox creates in every new session
+/// (`session-share` is the jobs' `$PLAINBOX_SESSION_SHARE`).
+pub const CHECKBOX_WELL_KNOWN_DIRS: [&str; 2] = ["io-logs", "session-share"];
+
+impl Layout {
+    /// The layout of a repository at `location` when none was asked for:
+    /// Checkbox's at Checkbox's well-known place, plainbox's elsewhere.
+    pub fn for_location(location: &std::path::Path) -> Layout {
+        let well_known = std::path::Path::new(CHECKBOX_REPOSITORY);
+        let same = location == well_known
+            || matches!(
+                (location.canonicalize(), well_known.canonicalize()),
+                (Ok(a), Ok(b)) if a == b
+            );
+        if same {
+            Layout::Checkbox
+        } else {
+            Layout::Plainbox
+        }
+    }
+
+    /// The directories created inside every new session.
+    pub fn well_known_dirs(self) -> &'static [&'static str] {
+        match self {
+            Layout::Plainbox => &PLAINBOX_WELL_KNOWN_DIRS,
+            Layout::Checkbox => &CHECKBOX_WELL_KNOWN_DIRS,
+        }
+    }
+
+    /// The timestamp a new session's name carries.
+    pub fn timestamp(self, time: SystemTime) -> String {
+        match self {
+            Layout::Plainbox => utc_timestamp(time),
+            Layout::Checkbox => utc_timestamp_micros(time),
+        }
+    }
+
+    /// Whether `last-session` (legacy mode) may exist in the repository.
+    pub fn allows_last_session(self) -> bool {
+        self == Layout::Plainbox
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Plainbox => "plainbox",
+            Layout::Checkbox => "checkbox",
+        }
+    }
+}
+
+/// `time` in UTC as `%Y-%m-%dT%H.%M.%S.%f` (six digits of microseconds),
+/// the timestamp in the names Checkbox gives sessions since 7.2.0.
+pub fn utc_timestamp_micros(time: SystemTime) -> String {
+    let micros = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros());
+    format!("{}.{micros:06}", utc_timestamp(time))
+}
+
 /// `time` in UTC as `%Y-%m-%dT%H.%M.%S`, the timestamp in the names
 /// plainbox and `sessionfs create` give sessions.
 pub fn utc_timestamp(time: SystemTime) -> String {
@@ -125,9 +202,9 @@ pub fn utc_timestamp(time: SystemTime) -> String {
     )
 }
 
-/// The creation time a session id carries: the [`utc_timestamp`] at its
-/// end, optionally followed by `_(N)` (see [`candidate_name`]); `None` for
-/// an id not made that way.
+/// The creation time a session id carries: the [`utc_timestamp`] (or
+/// Checkbox's [`utc_timestamp_micros`]) at its end, optionally followed by
+/// `_(N)` (see [`candidate_name`]); `None` for an id not made that way.
 pub fn created_from_id(id: &str) -> Option<SystemTime> {
     let mut stem = id;
     if let Some(open) = stem.rfind("_(")
@@ -137,6 +214,20 @@ pub fn created_from_id(id: &str) -> Option<SystemTime> {
     {
         stem = &stem[..open];
     }
+    if let Some(dot) = stem.len().checked_sub(7)
+        && stem.as_bytes()[dot] == b'.'
+        && let Some(frac) = stem.get(dot + 1..)
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && let Some(whole) = stem.get(..dot)
+        && let Some(t) = created_from_stem(whole)
+        && let Ok(micros) = frac.parse::<u64>()
+    {
+        return Some(t + std::time::Duration::from_micros(micros));
+    }
+    created_from_stem(stem)
+}
+
+fn created_from_stem(stem: &str) -> Option<SystemTime> {
     let ts = stem.get(stem.len().checked_sub(19)?..)?.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
         let part = &ts[r];
@@ -213,6 +304,30 @@ mod tests {
         ] {
             assert_eq!(created_from_id(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn checkbox_names_carry_microseconds() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_309_323_000_042);
+        assert_eq!(utc_timestamp_micros(t), "2026-11-22T01.02.03.000042");
+        assert_eq!(Layout::Checkbox.timestamp(t), "2026-11-22T01.02.03.000042");
+        assert_eq!(Layout::Plainbox.timestamp(t), "2026-11-22T01.02.03");
+        let id = "sessionfs_provider_run-2026-11-22T01.02.03.000042";
+        assert_eq!(created_from_id(id), Some(t));
+        assert_eq!(created_from_id(&format!("{id}_(2)")), Some(t));
+        assert_eq!(
+            Layout::Checkbox.well_known_dirs(),
+            ["io-logs", "session-share"]
+        );
+        assert_eq!(Layout::Plainbox.well_known_dirs(), ["io-logs"]);
+        assert_eq!(
+            Layout::for_location(std::path::Path::new(CHECKBOX_REPOSITORY)),
+            Layout::Checkbox
+        );
+        assert_eq!(
+            Layout::for_location(std::path::Path::new("/tmp/x")),
+            Layout::Plainbox
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!   followed, whatever they point at;
 //! - `last-session` is only ever replaced atomically (a new link renamed
 //!   over the old one), and a legacy create deletes only a session directory
-//!   that is a direct child of this repository.
+//!   that is a direct child of this repository;
+//! - in a repository laid out as Checkbox's ([`Layout::Checkbox`]) nothing
+//!   here ever makes `last-session` (a symlink there empties Checkbox's own
+//!   listing): legacy mode is refused before anything is made.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::error::{Error, Op, Result};
-use super::name::{self, SessionName};
+use super::name::{self, Layout, SessionName};
 use super::repo_dir::RepoDir;
 use super::seam::{FaultSeam, NoFaults, Step};
 use super::storage::Storage;
@@ -76,8 +79,41 @@ impl Repository {
     /// inject faults this way).
     pub fn with_seam(location: impl Into<PathBuf>, seam: Arc<dyn FaultSeam>) -> Repository {
         Repository {
-            dir: Arc::new(RepoDir::new(location.into(), seam)),
+            dir: Arc::new(RepoDir::new(location.into(), seam, None)),
         }
+    }
+
+    /// A repository at `location` whose sessions are named and laid out as
+    /// `layout` says (without it, [`Layout::for_location`] decides).
+    pub fn with_layout(location: impl Into<PathBuf>, layout: Layout) -> Repository {
+        Repository {
+            dir: Arc::new(RepoDir::new(
+                location.into(),
+                Arc::new(NoFaults),
+                Some(layout),
+            )),
+        }
+    }
+
+    /// How this repository names and lays out its sessions.
+    pub fn layout(&self) -> Layout {
+        self.dir.layout()
+    }
+
+    /// The refusal of legacy mode in a repository whose layout has none.
+    fn refuse_last_session(&self) -> Result<()> {
+        if self.layout().allows_last_session() {
+            return Ok(());
+        }
+        Err(Error::io(
+            Op::WriteLastSession,
+            self.location().join(LAST_SESSION_LINK),
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a Checkbox repository has no legacy mode (a symlink there empties \
+                 Checkbox's own listing of sessions)",
+            ),
+        ))
     }
 
     /// `$PLAINBOX_SESSION_REPOSITORY` (made absolute) if set, else
@@ -262,10 +298,17 @@ impl Repository {
     /// suffix on a clash, and its well-known directories. In legacy mode the
     /// session `last-session` pointed at is removed (only if it is a session
     /// of this repository) and the link re-pointed at the new one.
+    ///
+    /// In a Checkbox repository the time has microseconds, the session gets
+    /// `session-share/` too, and legacy mode is refused before anything is
+    /// made.
     pub fn create(&self, prefix: &str, legacy: bool) -> Result<Storage> {
+        if legacy {
+            self.refuse_last_session()?;
+        }
         let dir = self.open_or_create_dir()?;
         let slug = name::slugify(prefix);
-        let stamp = name::utc_timestamp(SystemTime::now());
+        let stamp = self.layout().timestamp(SystemTime::now());
         let mut uniq = 0u32;
         let storage = loop {
             let candidate = name::candidate_name(&slug, &stamp, uniq);
@@ -385,6 +428,7 @@ impl Repository {
     /// under a temporary name and renamed over the old one. The link holds
     /// the session's absolute path, as plainbox writes it.
     pub fn set_last_session(&self, name: &SessionName) -> Result<()> {
+        self.refuse_last_session()?;
         let dir = self.open_dir(Op::WriteLastSession)?;
         self.point_last_session_in(dir.as_fd(), name)?;
         sys::fsync(dir.as_fd()).map_err(|e| Error::io(Op::SyncDirectory, self.location(), e))

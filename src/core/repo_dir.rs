@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{Error, Op, Result};
+use super::name::Layout;
 use super::seam::FaultSeam;
 use super::sys;
 
@@ -21,12 +22,27 @@ use super::sys;
 pub(crate) struct RepoDir {
     location: PathBuf,
     seam: Arc<dyn FaultSeam>,
+    layout: Layout,
 }
 
 impl RepoDir {
-    pub(crate) fn new(location: PathBuf, seam: Arc<dyn FaultSeam>) -> RepoDir {
+    /// `layout` `None`: the one [`Layout::for_location`] recognises.
+    pub(crate) fn new(
+        location: PathBuf,
+        seam: Arc<dyn FaultSeam>,
+        layout: Option<Layout>,
+    ) -> RepoDir {
         let location = std::path::absolute(&location).unwrap_or(location);
-        RepoDir { location, seam }
+        let layout = layout.unwrap_or_else(|| Layout::for_location(&location));
+        RepoDir {
+            location,
+            seam,
+            layout,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub(crate) fn location(&self) -> &Path {

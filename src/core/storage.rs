@@ -31,8 +31,9 @@ pub const SESSION_FILE: &str = "session";
 /// The file a checkpoint is written to before it is renamed over `session`;
 /// its existence is the lock.
 pub const SESSION_NEXT_FILE: &str = "session.next";
-/// The directories created inside every new session.
-pub const WELL_KNOWN_DIRS: [&str; 1] = ["io-logs"];
+/// The directories created inside every new plainbox session (a Checkbox
+/// repository adds `session-share`: see [`crate::core::name::Layout`]).
+pub const WELL_KNOWN_DIRS: [&str; 1] = super::name::PLAINBOX_WELL_KNOWN_DIRS;
 
 /// The mode of new checkpoints and locks (less the umask).
 pub(crate) const DEFAULT_MODE: u32 = 0o644;
@@ -230,11 +231,17 @@ impl Storage {
         }
     }
 
-    /// Creates the well-known directories inside the session (existing ones
-    /// are kept), given to `owner` when one is named.
+    /// How the repository lays out its sessions.
+    pub fn layout(&self) -> super::name::Layout {
+        self.repo.layout()
+    }
+
+    /// Creates the well-known directories of the repository's layout inside
+    /// the session (existing ones are kept), given to `owner` when one is
+    /// named.
     pub fn populate_well_known_dirs(&self, owner: Option<(u32, u32)>) -> Result<()> {
         let dir = self.open_dir()?;
-        for name in WELL_KNOWN_DIRS {
+        for &name in self.repo.layout().well_known_dirs() {
             match sys::mkdirat(dir.as_fd(), OsStr::new(name), 0o755) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,

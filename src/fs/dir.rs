@@ -116,6 +116,7 @@ impl SessionFs {
             }
             found.push((name, Attr::from_stat(0, &st).kind));
         }
+        self.add_iolog_views(key, &mut found);
         if in_session && !has_checkpoint {
             found.push((SESSION_FILE.into(), Kind::File));
         }
@@ -217,7 +218,8 @@ impl SessionFs {
                     // must work.
                     Err(e)
                         if e.raw_os_error() == Some(libc::ENOENT)
-                            && matches!(key, NodeKey::Checkpoint(_) | NodeKey::View(_)) => {}
+                            && (matches!(key, NodeKey::Checkpoint(_) | NodeKey::View(_))
+                                || self.iolog_view_stat(&key).is_ok_and(|v| v.is_some())) => {}
                     Err(e) => return Err(FsError::io("unlink", self.path_of(&key), e)),
                 }
             }

@@ -131,7 +131,11 @@ impl SessionFs {
                 "session.next is the lock of a checkpoint in progress; write session instead",
                 libc::EPERM,
             )),
-            NodeKey::Lock(_) | NodeKey::Child(..) => self.open_file(&key, flags),
+            NodeKey::Child(..) => match self.open_iolog_view(&key, flags)? {
+                Some(opened) => Ok(opened),
+                None => self.open_file(&key, flags),
+            },
+            NodeKey::Lock(_) => self.open_file(&key, flags),
             NodeKey::Root | NodeKey::Session(_) => Err(FsError::refused(
                 "open",
                 self.path_of(&key),

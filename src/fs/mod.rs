@@ -64,6 +64,7 @@ mod error;
 mod file;
 mod handles;
 pub mod inode;
+mod iolog_view;
 mod resolve;
 mod root;
 mod view;

@@ -178,8 +178,13 @@ impl SessionFs {
             }
             NodeKey::Lock(_) | NodeKey::Child(..) => {
                 let (parent, name) = self.parent_of_key(key)?;
-                sys::lstatat(parent.as_fd(), &name)
-                    .map_err(|e| FsError::io("stat", self.path_of(key), e))
+                match sys::lstatat(parent.as_fd(), &name) {
+                    // A job's decoded output, next to its record.gz.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        self.iolog_view_stat(key)?.ok_or(FsError::NotFound)
+                    }
+                    found => found.map_err(|e| FsError::io("stat", self.path_of(key), e)),
+                }
             }
         }
     }

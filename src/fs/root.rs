@@ -182,6 +182,15 @@ impl SessionFs {
     /// pending link (to become `last-session` by a rename).
     pub(super) fn symlink_in_root(&self, name: &OsStr, target: &Path) -> FsResult<Attr> {
         self.check_writable("symlink", &NodeKey::LastSession)?;
+        if !self.repo.layout().allows_last_session() {
+            // A symlink in Checkbox's repository empties Checkbox's listing.
+            return Err(FsError::refused(
+                "symlink",
+                self.repo.location().join(name),
+                "a Checkbox repository has no legacy mode (no last-session)",
+                libc::EPERM,
+            ));
+        }
         let session = self
             .session_of_link_target(target.as_os_str())
             .ok_or_else(|| {
