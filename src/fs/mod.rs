@@ -64,6 +64,7 @@ mod error;
 mod file;
 mod handles;
 pub mod inode;
+mod late_commits;
 mod resolve;
 mod root;
 mod view;
