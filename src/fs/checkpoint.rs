@@ -70,6 +70,11 @@
 //!   its empty checkpoint is committed at RELEASE, just after `close()`
 //!   returned. The empty commit never replaces a checkpoint committed after
 //!   the open (compared by inode, size and mtime), nor waits for the lock.
+//! - What RELEASE commits (a pending `O_TRUNC`, writes after the close)
+//!   holds the lock after `close()` returned: it is a late commit (see
+//!   `late_commits`), which the writers' opens of this mount wait out
+//!   instead of failing with EBUSY. Every lock take here goes through
+//!   `late_commits::begin`.
 //! - What holds the lock: exactly the `Writing` state (its
 //!   [`CheckpointWriter`]); `Released`, `Idle` and `Failed` hold none.
 //!   Re-taking it later (a descriptor `dup`ed or inherited before the close
