@@ -7,11 +7,17 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use common::fs_driver::{Driver, errno_of};
+use common::fs_driver::{Driver, errno_of, me};
+use sessionfs::fs::FsConfig;
+use sessionfs::fs::inode::ROOT;
 
 const S: &str = "a.session";
 const LOOPS: usize = 1_000;
@@ -352,7 +358,7 @@ impl Killed {
             {
                 return Killed(child);
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10));
         }
         let _ = child.wait();
         panic!("the killed child never became a zombie");
@@ -410,4 +416,77 @@ fn a_redirection_killed_before_or_while_writing_never_commits() {
 fn inode_on_disk(d: &Driver) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(d.path(S).join("session")).unwrap().ino()
+}
+
+// ----- a commit at RELEASE, after close() returned --------------------------
+
+/// Makes each checkpoint's fsync slow while `slow` is set: a RELEASE's
+/// commit then holds the lock long enough for another open to meet it.
+#[derive(Debug, Default)]
+struct SlowSync {
+    slow: std::sync::atomic::AtomicBool,
+}
+
+impl sessionfs::core::FaultSeam for SlowSync {
+    fn before(&self, step: sessionfs::core::Step, _path: &std::path::Path) -> std::io::Result<()> {
+        if step == sessionfs::core::Step::SyncFile && self.slow.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_writer_opening_during_a_commit_at_release_waits_for_it() {
+    let d = with_checkpoint(b"old checkpoint", false);
+    let seam = Arc::new(SlowSync::default());
+    let fs = d.reopen(FsConfig { read_only: false }, Some(seam.clone()));
+    let pid = me().pid;
+    let dir = fs.lookup_by(ROOT, OsStr::new(S), pid).unwrap().ino;
+    let ino = fs.lookup_by(dir, OsStr::new("session"), pid).unwrap().ino;
+    // `open(F, "w").close()`: the empty checkpoint is committed at RELEASE.
+    let trunc = fs
+        .open(ino, libc::O_WRONLY | libc::O_TRUNC, me())
+        .unwrap()
+        .fh;
+    fs.flush(trunc, pid).unwrap();
+    assert!(!d.locked(S));
+    seam.slow.store(true, Ordering::SeqCst);
+    std::thread::scope(|scope| {
+        let release = scope.spawn(|| fs.release(trunc));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !d.locked(S) {
+            assert!(Instant::now() < deadline, "the release never took the lock");
+            std::thread::yield_now();
+        }
+        // The program's next open meets the RELEASE's commit: it waits.
+        let asked = Instant::now();
+        let w = fs
+            .open(ino, libc::O_WRONLY | libc::O_TRUNC, me())
+            .expect("the next open waits for the commit at release");
+        seam.slow.store(false, Ordering::SeqCst);
+        assert!(
+            asked.elapsed() >= Duration::from_millis(100),
+            "the open met the commit (took {:?})",
+            asked.elapsed()
+        );
+        release.join().unwrap().unwrap();
+        assert_eq!(d.on_disk(S), b"", "the release committed the truncate");
+        fs.write(w.fh, 0, b"next").unwrap();
+        fs.flush(w.fh, pid).unwrap();
+        fs.release(w.fh).unwrap();
+    });
+    assert_eq!(d.on_disk(S), b"next");
+    // A writer with uncommitted data still refuses a second one at once.
+    let w = fs.open(ino, libc::O_RDWR, me()).unwrap().fh;
+    fs.write(w, 0, b"NEXT").unwrap();
+    let asked = Instant::now();
+    assert_eq!(errno_of(fs.open(ino, libc::O_WRONLY, me())), libc::EBUSY);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "refused promptly, not after a wait"
+    );
+    fs.flush(w, pid).unwrap();
+    fs.release(w).unwrap();
+    assert_eq!(d.on_disk(S), b"NEXT");
 }
