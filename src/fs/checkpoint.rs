@@ -31,7 +31,8 @@
 //!             daemon-served                                held): starts empty if T, else
 //!                                                          from the committed checkpoint
 //! Released    WRITE, SETATTR(size),           Released     changes the kernel's backing
-//!             passthrough                                  file (its stamp tells later)
+//!             passthrough                     (Failed)     file (its stamp tells later);
+//!                                                          on a failure, Failed
 //! Released    FLUSH, FSYNC, RELEASE; the      Released     re-takes the lock and commits
 //!             backing file was written                     a copy of it; a dying closer's
 //!             (passthrough)                   (Idle)       FLUSH discards it instead
@@ -91,7 +92,9 @@
 //!   open land in it without the daemon seeing them: its stamp (size and
 //!   mtime) at the release tells whether that happened, and if so its
 //!   content is committed properly (a new checkpoint) at the next FLUSH (of
-//!   a writer not dying), FSYNC or RELEASE.
+//!   a writer not dying), FSYNC or RELEASE. Those writes take no lock (the
+//!   daemon does not see them): a second writer meanwhile is not refused,
+//!   and the later commit replaces its checkpoint.
 //!
 //! Invariants: a handle never commits a checkpoint a write failed in (the
 //! failure is reported at the next FLUSH instead), never commits for a
