@@ -1,74 +1,116 @@
 //! An open `session`: a reader sees one committed version; a write handle
 //! writes checkpoints through the core's lock protocol.
 //!
-//! A write handle is in one of three [`State`]s; every change of state is
+//! A write handle is in one of four [`State`]s; every change of state is
 //! made by [`WriteHandle`]'s methods below, and only there. `Writing`
 //! carries its [`Progress`]: `U`ntouched, `T`runcated (opened with
-//! `O_TRUNC`, nothing written yet), `W`ritten.
+//! `O_TRUNC`, nothing written yet), `W`ritten. `Released` carries whether
+//! the open's `O_TRUNC` is still pending (`Released T`).
 //!
 //! ```text
 //! state       request                         next state   effect
-//! ----------  ------------------------------  -----------  ----------------------------
-//! (none)      OPEN for writing                Writing T|U  takes the lock (session.next)
+//! ----------  ------------------------------  -----------  -----------------------------
+//! (none)      OPEN for writing                Writing T|U  takes the lock (session.next),
+//!                                                          notes the committed checkpoint
 //! Writing     WRITE, SETATTR(size)            Writing W    -
 //! Writing     WRITE, SETATTR(size) fails      Failed       aborts: lock released
-//! Writing     FLUSH, written                  Idle         commits; discards instead if
-//!                                                          the closer is dying
-//! Writing T   FLUSH, not written              Writing T    nothing; if the closer is
-//!                                             (Idle)       dying, discards (Idle)
-//! Writing U   FLUSH, not written              Writing U    nothing: lock kept (*)
-//! Writing     FSYNC, changed, daemon-served   Idle         commits
+//! Writing     FLUSH, written                  Released     commits; discards instead if
+//!                                             (Idle)       the closer is dying
+//! Writing T   FLUSH, not written              Released T   aborts: lock released, the
+//!                                             (Idle)       truncate stays pending; if the
+//!                                                          closer is dying, discards
+//! Writing U   FLUSH, not written              Released     aborts: lock released
+//! Writing     FSYNC, changed, daemon-served   Released     commits
 //! Writing     FSYNC, changed, passthrough     Writing U    commits a copy, lock kept
 //! Writing     FSYNC, not changed              Writing      -
-//! Writing     RELEASE, changed                Idle         commits (`: > session`)
-//! Writing     RELEASE, not changed            Idle         aborts: lock released
+//! Writing     RELEASE, changed                (gone)       commits
+//! Writing     RELEASE, not changed            (gone)       aborts: lock released
 //! Writing     a passthrough commit finds      Failed       aborts: lock released
 //!             the disk full
+//! Released    WRITE, SETATTR(size),           Writing W    re-takes the lock (EBUSY if
+//!             daemon-served                                held): starts empty if T, else
+//!                                                          from the committed checkpoint
+//! Released    WRITE, SETATTR(size),           Released     changes the kernel's backing
+//!             passthrough                     (Failed)     file (its stamp tells later);
+//!                                                          on a failure, Failed
+//! Released    FLUSH, FSYNC, RELEASE; the      Released     re-takes the lock and commits
+//!             backing file was written                     a copy of it; a dying closer's
+//!             (passthrough)                   (Idle)       FLUSH discards it instead
+//! Released T  FLUSH, FSYNC, RELEASE;          Released     commits the empty checkpoint if
+//!             nothing written                 (Idle)       `session` is still the one the
+//!                                                          open found and the lock is free,
+//!                                                          else drops it; a dying closer's
+//!                                                          FLUSH drops it (Idle)
+//! Released    FLUSH, FSYNC, RELEASE; nothing  Released     -
+//!             pending
 //! Idle        WRITE, SETATTR(size)            Writing W    takes the lock; starts from
 //!                                                          the committed checkpoint
-//! Idle        FLUSH (closer not dying),       Idle         commits sealed writes, if
-//!             FSYNC, RELEASE                               any (see below)
+//! Idle        FLUSH, FSYNC, RELEASE           Idle         -
 //! Failed      WRITE, SETATTR(size), FSYNC     Failed       fails with the errno
 //! Failed      FLUSH                           Idle         fails with the errno
-//! Failed      RELEASE                         (gone)       commits sealed writes, if any
+//! Failed      RELEASE                         (gone)       -
 //! ```
 //!
 //! - "written": `W`, or, with passthrough, the writer's file is not the
 //!   `baseline` it was at open or at the last snapshot (the kernel writes
 //!   it without the daemon). "changed": written, or `T`.
-//! - FLUSH (each `close()`) commits only what was written: with `T` and
-//!   nothing written it commits nothing, since the shell's redirection
-//!   opens with `O_TRUNC`, `dup2`s and closes the original before the
-//!   command writes; RELEASE (the last close) then commits the empty file
-//!   (`: > session`).
-//! - (*) A FLUSH with nothing written keeps the lock until RELEASE (the
-//!   `Writing U` row); releasing it there instead is `give_up`.
+//! - Closing never leaves the next open EBUSY: the kernel sends RELEASE
+//!   only after `close()` returned, so every FLUSH leaves the lock free
+//!   before it replies: it commits what was written, or, with nothing
+//!   written, gives the lock back (`Writing` → `Released`). A handle holds
+//!   the lock exactly while it has uncommitted writes (or, until its first
+//!   FLUSH, since its open): a second writer meanwhile gets EBUSY.
+//! - `O_TRUNC` with nothing written: the shell's `cmd > session` opens,
+//!   `dup2`s and closes the original (the first FLUSH) before `cmd`
+//!   writes, so the first FLUSH commits nothing, or a `cmd` killed before
+//!   writing would leave an empty checkpoint; the truncate stays pending.
+//!   A later FLUSH with still nothing written (`: > session`: bash's
+//!   second close, when it restores its stdout) commits the empty file, so
+//!   `: > session; cat session` prints nothing every time. A program that
+//!   closes its only descriptor (`open(F, "w").close()`) sends one FLUSH:
+//!   its empty checkpoint is committed at RELEASE, just after `close()`
+//!   returned. The empty commit never replaces a checkpoint committed after
+//!   the open (compared by inode, size and mtime), nor waits for the lock.
+//! - What RELEASE commits (a pending `O_TRUNC`, writes after the close)
+//!   holds the lock after `close()` returned: it is a late commit (see
+//!   `late_commits`), which the writers' opens of this mount wait out
+//!   instead of failing with EBUSY. Every lock take here goes through
+//!   `late_commits::begin`.
 //! - What holds the lock: exactly the `Writing` state (its
-//!   [`CheckpointWriter`]); `Idle` and `Failed` hold none.
+//!   [`CheckpointWriter`]); `Released`, `Idle` and `Failed` hold none.
+//!   Re-taking it later (a descriptor `dup`ed or inherited before the close
+//!   writes on, or mmap's writeback) is a new checkpoint.
 //! - A commit is the core's: sync, rename over `session`, sync of the
 //!   directory. At FLUSH, whether the closing process is being killed by a
 //!   signal is asked before the sync and answered before the rename
 //!   (`dying`): a dying writer's checkpoint is discarded, never committed.
-//! - With passthrough, the file a commit renamed into place stays the
-//!   kernel's backing file of this handle: later writes through another
-//!   descriptor of the same open file land in it. Its stamp at the commit
-//!   ([`Sealed`]) tells whether that happened; if so, they are committed
-//!   properly (a new checkpoint with that content) at the next FLUSH (of a
-//!   writer not dying), FSYNC or RELEASE outside `Writing`. The seal is a
-//!   fact about the kernel's backing file, not a state of the checkpoint in
-//!   progress, so it sits beside the state rather than in it.
+//! - `Released` keeps the file the open last worked on: the checkpoint it
+//!   committed, or the aborted writer's file (unlinked, its content the
+//!   open's view: the checkpoint at open, or empty after `O_TRUNC`). Reads
+//!   through the open read it. With passthrough it stays the kernel's
+//!   backing file of the open file, so writes through a descriptor still
+//!   open land in it without the daemon seeing them: its stamp (size and
+//!   mtime) at the release tells whether that happened, and if so its
+//!   content is committed properly (a new checkpoint) at the next FLUSH (of
+//!   a writer not dying), FSYNC or RELEASE. Those writes take no lock (the
+//!   daemon does not see them): a second writer meanwhile is not refused,
+//!   and the later commit replaces its checkpoint.
 //!
 //! Invariants: a handle never commits a checkpoint a write failed in (the
 //! failure is reported at the next FLUSH instead), never commits for a
-//! writer dying from a signal, and holds the lock only while `Writing`.
+//! writer dying from a signal, holds the lock only while `Writing`, and
+//! replies to a FLUSH only once the lock is free or holds uncommitted
+//! writes.
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Mutex;
 
 use super::dying::{DyingCheck, dying_from_signal};
 use super::file::check_room;
 use super::handles::Handle;
+use super::late_commits;
 use super::{Caller, FsError, FsResult, Opened, SessionFs, Stamp};
 use crate::core::{
     self, BeginOptions, CheckpointWriter, SESSION_FILE, SESSION_NEXT_FILE, Start, Storage, sys,
@@ -125,8 +167,17 @@ enum State {
         baseline: Option<Stamp>,
         progress: Progress,
     },
-    /// No checkpoint in progress, no lock: the last one was committed,
-    /// discarded or given up.
+    /// No lock: the last checkpoint was committed, or given back with
+    /// nothing written. `file` is the file the open last worked on (see the
+    /// module doc), `stamp` its stamp then.
+    Released {
+        file: File,
+        stamp: Option<Stamp>,
+        /// The open's `O_TRUNC` still wants an empty checkpoint.
+        truncate: bool,
+    },
+    /// No checkpoint in progress, no lock, nothing kept: the last one was
+    /// discarded (a dying writer) or failed.
     Idle,
     /// A write into the checkpoint failed: it was aborted (no lock),
     /// further writes fail with this errno, and the next flush reports it
@@ -134,12 +185,52 @@ enum State {
     Failed { errno: i32 },
 }
 
-/// The committed file that stays a passthrough handle's backing file, and
-/// its stamp at the commit.
-#[derive(Debug)]
-struct Sealed {
-    file: File,
-    stamp: Option<Stamp>,
+/// A change through the daemon: a WRITE or a SETATTR of the size.
+#[derive(Debug, Clone, Copy)]
+enum Change<'a> {
+    Write(&'a [u8], u64),
+    SetLen(u64),
+}
+
+impl Change<'_> {
+    fn to_writer(self, w: &mut CheckpointWriter) -> core::Result<()> {
+        match self {
+            Change::Write(data, offset) => w.write_at(data, offset),
+            Change::SetLen(len) => w.set_len(len),
+        }
+    }
+
+    fn to_file(self, f: &File) -> std::io::Result<()> {
+        match self {
+            Change::Write(data, offset) => sys::pwrite_all(f.as_fd(), data, offset),
+            Change::SetLen(len) => sys::ftruncate(f.as_fd(), len),
+        }
+    }
+}
+
+/// Whether two stamps of `session` are the same committed checkpoint: the
+/// same file with the same data (a commit renames a new file into place).
+fn same_checkpoint(a: Option<Stamp>, b: Option<Stamp>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.dev == b.dev && a.ino == b.ino && a.same_data(&b),
+        _ => false,
+    }
+}
+
+/// The stamp of the committed `session` in the session directory `dir`
+/// (`None`: there is none).
+fn committed_stamp(dir: BorrowedFd<'_>, storage: &Storage) -> FsResult<Option<Stamp>> {
+    match sys::lstatat(dir, OsStr::new(SESSION_FILE)) {
+        Ok(st) if sys::is_reg(&st) => Ok(Some(Stamp::of(&st))),
+        Ok(_) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(FsError::io(
+            "stat",
+            storage.location().join(SESSION_FILE),
+            e,
+        )),
+    }
 }
 
 /// `session` opened for writing.
@@ -150,8 +241,9 @@ pub(super) struct WriteHandle {
     /// The kernel reads and writes the checkpoint's file directly.
     passthrough: bool,
     state: State,
-    /// With passthrough, after a commit: see the module doc.
-    sealed: Option<Sealed>,
+    /// The committed checkpoint when the handle opened (taken under its
+    /// lock): a pending `O_TRUNC` commits only over that one.
+    opened_over: Option<Stamp>,
 }
 
 impl SessionFs {
@@ -193,13 +285,20 @@ impl SessionFs {
         } else {
             Start::FromCurrent
         };
-        let writer = storage.begin_in(
-            dir,
+        let writer = late_commits::begin(
+            &storage,
+            Some(dir),
             BeginOptions {
                 start,
                 owner: Some((caller.uid, caller.gid)),
             },
         )?;
+        // Under the lock just taken: nobody commits meanwhile.
+        let opened_over = if truncating {
+            committed_stamp(writer.dir(), &storage)?
+        } else {
+            None
+        };
         let backing = self.backing(writer.file())?;
         let baseline = Stamp::of_file(writer.file());
         self.nodes().cached_versions.remove(&ino);
@@ -216,7 +315,7 @@ impl SessionFs {
                     Progress::Untouched
                 },
             },
-            sealed: None,
+            opened_over,
         };
         let fh = self.insert_handle(Handle::Writer(Box::new(Mutex::new(handle))));
         self.nodes().checkpoints.opened(ino, fh);
@@ -235,7 +334,8 @@ impl WriteHandle {
         matches!(self.state, State::Writing { .. })
     }
 
-    /// The `stat` of the checkpoint in progress, if any.
+    /// The `stat` of the checkpoint in progress, if any (otherwise the
+    /// inode shows the committed checkpoint).
     pub(super) fn stat(&self) -> Option<FsResult<libc::stat>> {
         let State::Writing { writer, .. } = &self.state else {
             return None;
@@ -249,7 +349,9 @@ impl WriteHandle {
     pub(super) fn read(&self, buf: &mut [u8], offset: u64) -> FsResult<usize> {
         match &self.state {
             State::Writing { writer, .. } => Ok(writer.read_at(buf, offset)?),
-            // Committed and not writing: read what was committed.
+            // What this open committed or gave back: its own view.
+            State::Released { file, .. } => sys::pread_full(file.as_fd(), buf, offset)
+                .map_err(|e| FsError::io("read", self.session_path(), e)),
             State::Idle | State::Failed { .. } => match self.storage.open_checkpoint()? {
                 Some(f) => sys::pread_full(f.as_fd(), buf, offset)
                     .map_err(|e| FsError::io("read", self.session_path(), e)),
@@ -260,16 +362,18 @@ impl WriteHandle {
 
     /// WRITE.
     pub(super) fn write(&mut self, data: &[u8], offset: u64) -> FsResult<()> {
-        self.change(|w| w.write_at(data, offset))
+        self.change(Change::Write(data, offset))
     }
 
     /// SETATTR of the size through this handle.
     pub(super) fn set_len(&mut self, size: u64) -> FsResult<()> {
-        self.change(|w| w.set_len(size))
+        self.change(Change::SetLen(size))
     }
 
-    /// FLUSH by process `pid`: commits what was written since the last
-    /// commit, unless `pid` is dying from a signal.
+    /// FLUSH by process `pid` (one `close()`): commits what was written
+    /// since the last commit, unless `pid` is dying from a signal; with
+    /// nothing written, gives the lock back. Either way the lock is free
+    /// when it returns.
     pub(super) fn flush(&mut self, pid: u32) -> FsResult<()> {
         let progress = match &self.state {
             State::Failed { errno } => {
@@ -277,13 +381,20 @@ impl WriteHandle {
                 self.state = State::Idle;
                 return Err(e);
             }
-            State::Idle => {
-                // Only a passthrough handle that committed can have more to
-                // commit; the /proc check is not free (see `dying`).
-                if self.sealed.is_none() || dying_from_signal(pid) {
+            State::Idle => return Ok(()),
+            State::Released { truncate, .. } => {
+                let (written, truncate) = (self.released_written(), *truncate);
+                // The /proc check is not free (see `dying`): only when
+                // there is something to commit.
+                if !written && !truncate {
                     return Ok(());
                 }
-                return self.recommit_sealed();
+                if dying_from_signal(pid) {
+                    self.log_discarded(pid);
+                    self.state = State::Idle;
+                    return Ok(());
+                }
+                return self.commit_released();
             }
             State::Writing { progress, .. } => *progress,
         };
@@ -292,28 +403,29 @@ impl WriteHandle {
             // synced.
             return self.commit(Some(DyingCheck::ask(pid)));
         }
-        // Nothing written: nothing to commit. An O_TRUNC open closed before
-        // anything was written (the shell's dup2-and-close of a
-        // redirection) commits at release, unless its writer is dying; an
-        // untouched checkpoint keeps its lock until release (`give_up`).
-        if progress == Progress::Truncated && dying_from_signal(pid) {
-            self.discard(pid)?;
+        // Nothing written: nothing to commit yet. An O_TRUNC open closed
+        // before anything was written (the shell's dup2-and-close of a
+        // redirection) keeps its truncate pending, unless its writer is
+        // dying.
+        let truncate = progress == Progress::Truncated;
+        if truncate && dying_from_signal(pid) {
+            return self.discard(pid);
         }
-        Ok(())
+        self.give_back(truncate)
     }
 
     /// FSYNC: commits durably what was written so far. With passthrough
     /// the handle keeps its lock and goes on writing into the same file (a
     /// passthrough backing file cannot change), so the commit is of a copy.
     pub(super) fn fsync(&mut self) -> FsResult<()> {
-        if let State::Failed { errno } = self.state {
-            return Err(self.failed_error(errno));
+        match self.state {
+            State::Failed { errno } => return Err(self.failed_error(errno)),
+            State::Idle => return Ok(()),
+            State::Released { .. } => return self.commit_released(),
+            State::Writing { .. } => {}
         }
         if !self.changed() {
-            return match self.state {
-                State::Writing { .. } => Ok(()),
-                State::Idle | State::Failed { .. } => self.recommit_sealed(),
-            };
+            return Ok(());
         }
         if !self.passthrough {
             return self.commit(None);
@@ -339,14 +451,19 @@ impl WriteHandle {
     }
 
     /// RELEASE: the last descriptor is gone. A checkpoint still in progress
-    /// is committed if it holds unflushed changes (`: > session`), else its
-    /// lock is released.
+    /// is committed if it holds unflushed changes, else its lock is
+    /// released; what a released handle still has pending (writes into its
+    /// passthrough backing file, an `O_TRUNC`) is committed.
+    /// This is a late commit (see `late_commits`): writers opening
+    /// meanwhile wait for it rather than get EBUSY.
     pub(super) fn release(&mut self) -> FsResult<()> {
-        match self.state {
+        let location = self.storage.location();
+        late_commits::late(&location, || match self.state {
             State::Writing { .. } if self.changed() => self.commit(None),
             State::Writing { .. } => self.give_up(),
-            State::Idle | State::Failed { .. } => self.recommit_sealed(),
-        }
+            State::Released { .. } => self.commit_released(),
+            State::Idle | State::Failed { .. } => Ok(()),
+        })
     }
 
     // ----- transitions ----------------------------------------------------
@@ -361,7 +478,7 @@ impl WriteHandle {
                 baseline,
                 progress,
             } => *progress == Progress::Written || Stamp::of_file(writer.file()) != *baseline,
-            State::Idle | State::Failed { .. } => false,
+            State::Released { .. } | State::Idle | State::Failed { .. } => false,
         }
     }
 
@@ -370,31 +487,59 @@ impl WriteHandle {
     fn changed(&self) -> bool {
         match &self.state {
             State::Writing { progress, .. } => *progress == Progress::Truncated || self.written(),
-            State::Idle | State::Failed { .. } => false,
+            State::Released { .. } | State::Idle | State::Failed { .. } => false,
         }
     }
 
-    /// A change of the checkpoint through the daemon (write, resize):
-    /// starts the next checkpoint if the last one was committed; a failure
-    /// aborts the checkpoint (`Failed`).
-    fn change(
-        &mut self,
-        apply: impl FnOnce(&mut CheckpointWriter) -> core::Result<()>,
-    ) -> FsResult<()> {
-        match self.state {
-            State::Failed { errno } => return Err(self.failed_error(errno)),
-            State::Idle => {
-                let writer = self.storage.begin(BeginOptions {
-                    start: Start::FromCurrent,
-                    owner: Some((self.caller.uid, self.caller.gid)),
-                })?;
-                self.state = State::Writing {
-                    baseline: Stamp::of_file(writer.file()),
-                    writer,
-                    progress: Progress::Untouched,
+    /// Whether the kernel wrote a released handle's passthrough backing
+    /// file since it was released (or last committed). Only data counts:
+    /// the ctime also changes when the file is unlinked or replaced.
+    fn released_written(&self) -> bool {
+        match &self.state {
+            State::Released { file, stamp, .. } if self.passthrough => Stamp::of_file(file)
+                .zip(*stamp)
+                .is_some_and(|(now, then)| !now.same_data(&then)),
+            State::Released { .. } | State::Writing { .. } | State::Idle | State::Failed { .. } => {
+                false
+            }
+        }
+    }
+
+    /// A change of the checkpoint through the daemon (write, resize). A
+    /// released handle re-takes the lock first (from empty while its
+    /// `O_TRUNC` is pending), or, with passthrough, changes its backing
+    /// file, which the kernel reads and writes; a failure aborts the
+    /// checkpoint (`Failed`).
+    fn change(&mut self, change: Change<'_>) -> FsResult<()> {
+        let start = match &self.state {
+            State::Failed { errno } => return Err(self.failed_error(*errno)),
+            State::Released { file, .. } if self.passthrough => {
+                return match change.to_file(file) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        let err = FsError::io("write", self.session_path(), e);
+                        Err(self.poison(err))
+                    }
                 };
             }
-            State::Writing { .. } => {}
+            State::Released { truncate: true, .. } => Some(Start::Empty),
+            State::Released { .. } | State::Idle => Some(Start::FromCurrent),
+            State::Writing { .. } => None,
+        };
+        if let Some(start) = start {
+            let writer = late_commits::begin(
+                &self.storage,
+                None,
+                BeginOptions {
+                    start,
+                    owner: Some((self.caller.uid, self.caller.gid)),
+                },
+            )?;
+            self.state = State::Writing {
+                baseline: Stamp::of_file(writer.file()),
+                writer,
+                progress: Progress::Untouched,
+            };
         }
         let State::Writing {
             writer, progress, ..
@@ -402,7 +547,7 @@ impl WriteHandle {
         else {
             return Err(FsError::BadHandle);
         };
-        match apply(writer) {
+        match change.to_writer(writer) {
             Ok(()) => {
                 *progress = Progress::Written;
                 Ok(())
@@ -411,9 +556,10 @@ impl WriteHandle {
         }
     }
 
-    /// Commits the checkpoint in progress (`Writing` → `Idle`); with
+    /// Commits the checkpoint in progress (`Writing` → `Released`); with
     /// `dying`, a writer found dying from a signal (asked before the sync,
-    /// answered before the rename) has its checkpoint discarded instead.
+    /// answered before the rename) has its checkpoint discarded instead
+    /// (`Idle`).
     fn commit(&mut self, dying: Option<DyingCheck>) -> FsResult<()> {
         if self.passthrough
             && let State::Writing { writer, .. } = &self.state
@@ -424,28 +570,56 @@ impl WriteHandle {
         let State::Writing { writer, .. } = std::mem::replace(&mut self.state, State::Idle) else {
             return Ok(());
         };
-        let seal = if self.passthrough {
-            writer.file().try_clone().ok()
-        } else {
-            None
-        };
+        let kept = writer.file().try_clone();
         let dying_pid = dying.as_ref().map_or(0, DyingCheck::pid);
         let committed = writer.commit_if(|| !dying.is_some_and(DyingCheck::answer))?;
         if !committed {
             self.log_discarded(dying_pid);
             return Ok(());
         }
-        self.sealed = seal.map(|file| Sealed {
-            stamp: Stamp::of_file(&file),
-            file,
-        });
+        match kept {
+            Ok(file) => self.release_to(file, false),
+            Err(e) => log::warn!(
+                "{}: committed, but cannot keep the committed file for this open: {e}",
+                self.session_path().display()
+            ),
+        }
         log::debug!("committed {}", self.storage.location().display());
         Ok(())
     }
 
+    /// Gives the lock of a checkpoint with nothing written back before the
+    /// FLUSH replies (`Writing` → `Released`), keeping its file for the
+    /// open; `truncate`: the open's `O_TRUNC` stays pending.
+    fn give_back(&mut self, truncate: bool) -> FsResult<()> {
+        let State::Writing { writer, .. } = std::mem::replace(&mut self.state, State::Idle) else {
+            return Ok(());
+        };
+        let kept = writer.file().try_clone();
+        writer.abort()?;
+        match kept {
+            Ok(file) => self.release_to(file, truncate),
+            // Without its file the open reads the committed checkpoint and
+            // nothing written through passthrough can be seen: say so.
+            Err(e) => log::warn!(
+                "{}: cannot keep the file of an open given back ({e}); writes through it are lost",
+                self.session_path().display()
+            ),
+        }
+        Ok(())
+    }
+
+    /// `Released` with `file`, stamped now.
+    fn release_to(&mut self, file: File, truncate: bool) {
+        self.state = State::Released {
+            stamp: Stamp::of_file(&file),
+            file,
+            truncate,
+        };
+    }
+
     /// Gives up a checkpoint with nothing to commit: its lock is released
-    /// (`Writing` → `Idle`). Today only RELEASE does; a FLUSH with nothing
-    /// written keeps the lock (see the module doc).
+    /// (`Writing` → `Idle`; the handle is going).
     fn give_up(&mut self) -> FsResult<()> {
         if let State::Writing { writer, .. } = std::mem::replace(&mut self.state, State::Idle) {
             writer.abort()?;
@@ -462,8 +636,8 @@ impl WriteHandle {
 
     /// Aborts the checkpoint in progress of a handle whose write failed (its
     /// file may hold a partial checkpoint) and remembers the errno for the
-    /// next flush, which reports it instead of committing (`Writing` →
-    /// `Failed`); returns `err`.
+    /// next flush, which reports it instead of committing (→ `Failed`);
+    /// returns `err`.
     fn poison(&mut self, err: FsError) -> FsError {
         let old = std::mem::replace(&mut self.state, State::Failed { errno: err.errno() });
         if let State::Writing { writer, .. } = old
@@ -478,41 +652,101 @@ impl WriteHandle {
         err
     }
 
-    /// Commits, through the lock protocol, what a passthrough handle wrote
-    /// into its already committed backing file (see [`Sealed`]). The state
-    /// stays as it is: the commit is of a writer of its own.
-    fn recommit_sealed(&mut self) -> FsResult<()> {
-        let Some(sealed) = &self.sealed else {
+    /// Commits what a released handle has pending: the content of its
+    /// passthrough backing file if the kernel wrote it since, else the
+    /// empty checkpoint of a pending `O_TRUNC`. The state stays `Released`:
+    /// the commit is of a writer of its own.
+    fn commit_released(&mut self) -> FsResult<()> {
+        if self.released_written() {
+            return self.recommit_released();
+        }
+        match self.state {
+            State::Released { truncate: true, .. } => self.commit_truncate(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits, through the lock protocol, what the kernel wrote into a
+    /// released handle's passthrough backing file (see `Released`).
+    fn recommit_released(&mut self) -> FsResult<()> {
+        let State::Released { file, .. } = &self.state else {
             return Ok(());
         };
-        // Only data written into it counts: once a newer checkpoint has
-        // replaced it, its ctime changes too, and committing it again
-        // would bring the old checkpoint back.
-        let written = Stamp::of_file(&sealed.file)
-            .zip(sealed.stamp)
-            .is_some_and(|(now, then)| !now.same_data(&then));
-        if !written {
-            return Ok(());
-        }
-        log::warn!(
-            "{}: written through another descriptor after a close committed it; committing those writes now",
+        log::info!(
+            "{}: written through a descriptor still open after a close; committing those writes",
             self.session_path().display()
         );
-        let writer = self.storage.begin(BeginOptions {
-            start: Start::Empty,
-            owner: Some((self.caller.uid, self.caller.gid)),
-        })?;
-        let mut src = &sealed.file;
+        let writer = late_commits::begin(
+            &self.storage,
+            None,
+            BeginOptions {
+                start: Start::Empty,
+                owner: Some((self.caller.uid, self.caller.gid)),
+            },
+        )?;
+        let mut src = file;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(0))
             .map_err(|e| FsError::io("read", self.session_path(), e))?;
         let mut dst = writer.file();
         std::io::copy(&mut src, &mut dst)
             .map_err(|e| FsError::io("copy", self.storage.location().join(SESSION_NEXT_FILE), e))?;
         writer.commit()?;
-        let new_stamp = Stamp::of_file(&sealed.file);
-        if let Some(sealed) = self.sealed.as_mut() {
-            sealed.stamp = new_stamp;
+        if let State::Released {
+            file,
+            stamp,
+            truncate,
+        } = &mut self.state
+        {
+            *stamp = Stamp::of_file(file);
+            // What was committed started from the truncated file.
+            *truncate = false;
         }
+        Ok(())
+    }
+
+    /// Commits the empty checkpoint a released `O_TRUNC` open still wants,
+    /// only over the checkpoint it opened over and only if the lock is
+    /// free: a later commit, or a writer at work, is newer than this
+    /// truncate, which is dropped.
+    fn commit_truncate(&mut self) -> FsResult<()> {
+        if let State::Released { truncate, .. } = &mut self.state {
+            *truncate = false;
+        }
+        let writer = match late_commits::begin(
+            &self.storage,
+            None,
+            BeginOptions {
+                start: Start::Empty,
+                owner: Some((self.caller.uid, self.caller.gid)),
+            },
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                let err = FsError::from(e);
+                if err.errno() != libc::EBUSY {
+                    return Err(err);
+                }
+                log::info!(
+                    "{}: an O_TRUNC open closed without writing is not committed: another writer holds the lock",
+                    self.session_path().display()
+                );
+                return Ok(());
+            }
+        };
+        // Under the lock, nobody commits meanwhile.
+        if !same_checkpoint(
+            committed_stamp(writer.dir(), &self.storage)?,
+            self.opened_over,
+        ) {
+            log::info!(
+                "{}: an O_TRUNC open closed without writing is not committed: a newer checkpoint was committed since it opened",
+                self.session_path().display()
+            );
+            writer.abort()?;
+            return Ok(());
+        }
+        writer.commit()?;
+        log::debug!("committed {} (empty)", self.storage.location().display());
         Ok(())
     }
 

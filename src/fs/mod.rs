@@ -65,6 +65,7 @@ mod file;
 mod handles;
 pub mod inode;
 mod iolog_view;
+mod late_commits;
 mod resolve;
 mod root;
 mod view;
