@@ -20,7 +20,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::attr::{Attr, Kind};
-use super::file::chown_new;
+use super::creds::AsCaller;
 use super::handles::Handle;
 use super::inode::{NodeKey, ROOT};
 use super::{Caller, DirEntries, DirEntry, FsError, FsResult, SessionFs};
@@ -158,10 +158,10 @@ impl SessionFs {
             NodeKey::Session(_) => self.make_session(&key, name, mode, caller)?,
             NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
                 let (dir, last) = self.parent_of_key(&key)?;
+                let path = self.path_of(&key);
+                let _as = AsCaller::enter(caller).map_err(|e| FsError::io("mkdir", &path, e))?;
                 sys::mkdirat(dir.as_fd(), &last, mode & 0o7777)
-                    .map_err(|e| FsError::io("mkdir", self.path_of(&key), e))?;
-                chown_new(dir.as_fd(), &last, caller)
-                    .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
+                    .map_err(|e| FsError::io("mkdir", &path, e))?;
             }
             NodeKey::Root | NodeKey::LastSession | NodeKey::PendingLink(_) => {
                 return Err(FsError::NotFound);
@@ -173,6 +173,11 @@ impl SessionFs {
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.rmdir_by(parent, name, Caller::ROOT)
+    }
+
+    /// `rmdir`, as `caller` (see `creds`).
+    pub fn rmdir_by(&self, parent: u64, name: &OsStr, caller: Caller) -> FsResult<()> {
         let pkey = self.key(parent)?;
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         self.check_writable("rmdir", &key)?;
@@ -180,8 +185,10 @@ impl SessionFs {
             NodeKey::Session(s) => self.remove_session(&key, s)?,
             NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
                 let (dir, last) = self.parent_of_key(&key)?;
+                let path = self.path_of(&key);
+                let _as = AsCaller::enter(caller).map_err(|e| FsError::io("rmdir", &path, e))?;
                 sys::unlinkat(dir.as_fd(), &last, true)
-                    .map_err(|e| FsError::io("rmdir", self.path_of(&key), e))?;
+                    .map_err(|e| FsError::io("rmdir", &path, e))?;
             }
             NodeKey::Root | NodeKey::LastSession | NodeKey::PendingLink(_) => {
                 return Err(FsError::NotFound);
@@ -192,6 +199,11 @@ impl SessionFs {
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.unlink_by(parent, name, Caller::ROOT)
+    }
+
+    /// `unlink`, as `caller` (see `creds`).
+    pub fn unlink_by(&self, parent: u64, name: &OsStr, caller: Caller) -> FsResult<()> {
         let pkey = self.key(parent)?;
         if pkey == NodeKey::Root {
             return self.unlink_in_root(name);
@@ -206,10 +218,17 @@ impl SessionFs {
                 if !storage.break_lock_in(dir.as_fd(), false)? {
                     return Err(FsError::NotFound);
                 }
+                self.lock_removed(s);
             }
             NodeKey::Checkpoint(_) | NodeKey::View(_) | NodeKey::Child(..) => {
                 let (dir, last) = self.parent_of_key(&key)?;
-                match sys::unlinkat(dir.as_fd(), &last, false) {
+                let unlinked = {
+                    let path = self.path_of(&key);
+                    let _as =
+                        AsCaller::enter(caller).map_err(|e| FsError::io("unlink", &path, e))?;
+                    sys::unlinkat(dir.as_fd(), &last, false)
+                };
+                match unlinked {
                     Ok(()) => {}
                     // A session without a checkpoint shows an empty
                     // `session`; removing it (as `rm -r` does) is already
@@ -263,10 +282,12 @@ impl SessionFs {
             }
         }
         let (dir, last) = self.parent_of_key(&key)?;
-        sys::symlinkat(target.as_os_str(), dir.as_fd(), &last)
-            .map_err(|e| FsError::io("symlink", self.path_of(&key), e))?;
-        chown_new(dir.as_fd(), &last, caller)
-            .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
+        {
+            let path = self.path_of(&key);
+            let _as = AsCaller::enter(caller).map_err(|e| FsError::io("symlink", &path, e))?;
+            sys::symlinkat(target.as_os_str(), dir.as_fd(), &last)
+                .map_err(|e| FsError::io("symlink", &path, e))?;
+        }
         let st = self.stat_key(&key)?;
         let ino = self.nodes().table.intern(key, true);
         Ok(Attr::from_stat(ino, &st))
@@ -279,6 +300,19 @@ impl SessionFs {
         newparent: u64,
         newname: &OsStr,
         flags: u32,
+    ) -> FsResult<()> {
+        self.rename_by(parent, name, newparent, newname, flags, Caller::ROOT)
+    }
+
+    /// `rename`, as `caller` (see `creds`).
+    pub fn rename_by(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+        caller: Caller,
     ) -> FsResult<()> {
         let (pkey, nkey) = (self.key(parent)?, self.key(newparent)?);
         let from = pkey.child(name).ok_or(FsError::NotFound)?;
@@ -304,6 +338,16 @@ impl SessionFs {
         };
         if from_session != to_session {
             return Err(refused("files cannot move between sessions", libc::EXDEV));
+        }
+        // Plainbox's commit: its `session.next` renamed over `session`.
+        if let (NodeKey::Lock(s), NodeKey::Checkpoint(_)) = (&from, &to) {
+            if flags != 0 {
+                return Err(refused(
+                    "only a plain rename can commit a checkpoint",
+                    libc::EINVAL,
+                ));
+            }
+            return self.commit_lock(s, caller);
         }
         if matches!(from, NodeKey::Lock(_)) || matches!(to, NodeKey::Lock(_)) {
             return Err(refused(
@@ -346,6 +390,8 @@ impl SessionFs {
         }
         let (fdir, fname) = self.parent_of(from_session, frel)?;
         let (tdir, tname) = self.parent_of(to_session, trel)?;
+        let _as =
+            AsCaller::enter(caller).map_err(|e| FsError::io("rename", self.path_of(&from), e))?;
         let result = if flags == 0 {
             sys::renameat(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
         } else if flags == libc::RENAME_NOREPLACE {

@@ -316,6 +316,44 @@ pub(crate) struct Nodes {
     /// Session directories found gone while the kernel may still cache
     /// them (see `SessionFs::take_vanished`).
     pub vanished: Vec<OsString>,
+    /// The open handles of plain files and of `session.next`, by inode.
+    pub open_files: OpenFiles,
+    /// (device, inode) of the `session.next` last created through the
+    /// mount in each session (see `lockfile`).
+    pub created_locks: HashMap<OsString, (u64, u64)>,
+}
+
+/// The handles open on inodes of plain files: the attributes of an inode
+/// with an open handle are its descriptor's, so a file unlinked (or
+/// replaced under its name) while open still shows itself until closed.
+#[derive(Debug, Default)]
+pub(crate) struct OpenFiles {
+    by_ino: HashMap<u64, Vec<u64>>,
+    ino_of_fh: HashMap<u64, u64>,
+}
+
+impl OpenFiles {
+    pub fn opened(&mut self, ino: u64, fh: u64) {
+        self.by_ino.entry(ino).or_default().push(fh);
+        self.ino_of_fh.insert(fh, ino);
+    }
+
+    /// The oldest handle open on `ino`.
+    pub fn first(&self, ino: u64) -> Option<u64> {
+        self.by_ino.get(&ino).and_then(|h| h.first().copied())
+    }
+
+    fn closed(&mut self, fh: u64) {
+        let Some(ino) = self.ino_of_fh.remove(&fh) else {
+            return;
+        };
+        if let Some(h) = self.by_ino.get_mut(&ino) {
+            h.retain(|&x| x != fh);
+            if h.is_empty() {
+                self.by_ino.remove(&ino);
+            }
+        }
+    }
 }
 
 impl Nodes {
@@ -361,6 +399,7 @@ impl Nodes {
 
     /// The handle `fh` is released.
     pub fn closed(&mut self, fh: u64) {
+        self.open_files.closed(fh);
         // Forgotten by the kernel before this release was answered.
         if let Some(ino) = self.checkpoints.closed(fh)
             && self.table.key(ino).is_none()

@@ -58,14 +58,17 @@
 mod attr;
 mod cache;
 mod checkpoint;
+mod creds;
 mod dir;
 mod dying;
 mod error;
 mod file;
 mod handles;
 pub mod inode;
+mod lockfile;
 mod resolve;
 mod root;
+mod special;
 mod view;
 
 use std::ffi::OsString;
@@ -86,6 +89,16 @@ pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     pub pid: u32,
+}
+
+impl Caller {
+    /// The daemon itself (root with no process): acts with the daemon's
+    /// own rights.
+    pub const ROOT: Caller = Caller {
+        uid: 0,
+        gid: 0,
+        pid: 0,
+    };
 }
 
 /// The result of an open: the handle, and the file the kernel may read
