@@ -38,7 +38,7 @@ impl SessionFs {
         }
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         let st = self.stat_key(&key)?;
-        let ino = self.nodes().looked_up(key, &st, pid);
+        let ino = self.looked_up_linked(key, &st, pid);
         Ok(Attr::from_stat(ino, &st))
     }
 

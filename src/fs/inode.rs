@@ -6,7 +6,12 @@
 //!   session directory or a path inside one, by name (never by a path that
 //!   leaves the session directory: each component was a single name looked
 //!   up by the kernel);
-//! - `by_ino` and `by_key` are inverse maps of each other;
+//! - `by_key` maps every name the kernel was given to its inode, and each
+//!   inode's `key` is one of the names that map to it (its primary name,
+//!   the one requests on the inode act on); several names map to one
+//!   inode only for hard links of one file of the disk (see
+//!   [`InodeTable::alias`]), so `stat` shows one inode number for all of
+//!   its names, as the disk does;
 //! - an inode number is never reused for another key while the mount lives,
 //!   so the kernel can never confuse two places;
 //! - an inode is dropped only when the kernel has forgotten every lookup of
@@ -100,12 +105,29 @@ impl NodeKey {
 struct Node {
     key: NodeKey,
     lookups: u64,
+    /// How many names other than `key` map to this inode (hard links).
+    aliases: u32,
+    /// (device, inode) on disk, for a file known to have hard links.
+    identity: Option<(u64, u64)>,
+}
+
+impl Node {
+    fn new(key: NodeKey, lookups: u64) -> Node {
+        Node {
+            key,
+            lookups,
+            aliases: 0,
+            identity: None,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct InodeTable {
     by_ino: HashMap<u64, Node>,
     by_key: HashMap<NodeKey, u64>,
+    /// Inodes of files with hard links, by their (device, inode) on disk.
+    by_identity: HashMap<(u64, u64), u64>,
     next: u64,
 }
 
@@ -114,16 +136,11 @@ impl Default for InodeTable {
         let mut t = InodeTable {
             by_ino: HashMap::new(),
             by_key: HashMap::new(),
+            by_identity: HashMap::new(),
             next: FIRST_DYNAMIC,
         };
         for (ino, key) in [(ROOT, NodeKey::Root), (LAST_SESSION, NodeKey::LastSession)] {
-            t.by_ino.insert(
-                ino,
-                Node {
-                    key: key.clone(),
-                    lookups: 0,
-                },
-            );
+            t.by_ino.insert(ino, Node::new(key.clone(), 0));
             t.by_key.insert(key, ino);
         }
         t
@@ -144,7 +161,7 @@ impl InodeTable {
                 let ino = self.next;
                 self.next += 1;
                 self.by_key.insert(key.clone(), ino);
-                self.by_ino.insert(ino, Node { key, lookups: 0 });
+                self.by_ino.insert(ino, Node::new(key, 0));
                 ino
             }
         };
@@ -169,8 +186,79 @@ impl InodeTable {
         let ino = self.next;
         self.next += 1;
         self.by_key.insert(key.clone(), ino);
-        self.by_ino.insert(ino, Node { key, lookups: 1 });
+        self.by_ino.insert(ino, Node::new(key, 1));
         ino
+    }
+
+    /// The inode standing for the disk file `identity` (one with hard
+    /// links) and its primary name, if the table has one.
+    pub fn linked(&self, identity: (u64, u64)) -> Option<(u64, NodeKey)> {
+        let ino = *self.by_identity.get(&identity)?;
+        let node = self.by_ino.get(&ino)?;
+        Some((ino, node.key.clone()))
+    }
+
+    /// Records that `ino` stands for the disk file `identity`, which has
+    /// hard links.
+    pub fn set_identity(&mut self, ino: u64, identity: (u64, u64)) {
+        if let Some(node) = self.by_ino.get_mut(&ino) {
+            if let Some(old) = node.identity.replace(identity)
+                && old != identity
+                && self.by_identity.get(&old) == Some(&ino)
+            {
+                self.by_identity.remove(&old);
+            }
+            self.by_identity.insert(identity, ino);
+        }
+    }
+
+    /// `key` is another name (a hard link) of the file `ino` stands for;
+    /// counts a kernel lookup when `lookup` is set. Returns false when
+    /// `ino` is gone.
+    pub fn alias(&mut self, key: NodeKey, ino: u64, lookup: bool) -> bool {
+        if !self.by_ino.contains_key(&ino) {
+            return false;
+        }
+        match self.by_key.get(&key) {
+            Some(&same) if same == ino => {}
+            _ => {
+                self.detach_exact(&key);
+                self.by_key.insert(key.clone(), ino);
+                if let Some(node) = self.by_ino.get_mut(&ino)
+                    && node.key != key
+                {
+                    node.aliases += 1;
+                }
+            }
+        }
+        if lookup && let Some(node) = self.by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+        true
+    }
+
+    /// Removes the one name `key` (not what is below it): its inode, if
+    /// `key` was its primary name, goes on under another of its names.
+    fn detach_exact(&mut self, key: &NodeKey) {
+        let Some(ino) = self.by_key.remove(key) else {
+            return;
+        };
+        let Some(node) = self.by_ino.get_mut(&ino) else {
+            return;
+        };
+        if node.aliases == 0 {
+            return;
+        }
+        node.aliases -= 1;
+        if node.key == *key
+            && let Some(other) = self
+                .by_key
+                .iter()
+                .find(|&(_, &i)| i == ino)
+                .map(|(k, _)| k.clone())
+        {
+            node.key = other;
+        }
     }
 
     /// The inode of `key` if it has one, without allocating.
@@ -189,9 +277,18 @@ impl InodeTable {
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             let key = node.key.clone();
+            let (aliases, identity) = (node.aliases, node.identity);
             self.by_ino.remove(&ino);
             if self.by_key.get(&key) == Some(&ino) {
                 self.by_key.remove(&key);
+            }
+            if aliases > 0 {
+                self.by_key.retain(|_, i| *i != ino);
+            }
+            if let Some(id) = identity
+                && self.by_identity.get(&id) == Some(&ino)
+            {
+                self.by_identity.remove(&id);
             }
         }
     }
@@ -212,7 +309,9 @@ impl InodeTable {
             let Some(new) = rebase(&old, from, to) else {
                 continue;
             };
-            if let Some(node) = self.by_ino.get_mut(&ino) {
+            if let Some(node) = self.by_ino.get_mut(&ino)
+                && node.key == old
+            {
                 node.key = new.clone();
             }
             self.by_key.insert(new, ino);
@@ -228,7 +327,7 @@ impl InodeTable {
             .cloned()
             .collect();
         for k in doomed {
-            self.by_key.remove(&k);
+            self.detach_exact(&k);
         }
     }
 

@@ -18,6 +18,7 @@ use super::attr::Attr;
 use super::creds::AsCaller;
 use super::inode::NodeKey;
 use super::{Caller, FsError, FsResult, SessionFs};
+use crate::core::sys;
 
 fn cstr(name: &OsStr) -> io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
@@ -169,14 +170,55 @@ impl SessionFs {
             linkat(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
         }
         .map_err(|e| FsError::io("link", &path, e))?;
+        // The new name is the same inode, as on disk.
+        let st = self.stat_key(&to)?;
+        let mut nodes = self.nodes();
+        if nodes.table.alias(to.clone(), ino, true) {
+            nodes.table.set_identity(ino, (st.st_dev, st.st_ino));
+            return Ok(Attr::from_stat(ino, &st));
+        }
+        drop(nodes);
         self.made(to)
+    }
+
+    /// The inode a lookup of `key` (found as `st`) hands the kernel: for a
+    /// file with hard links, the inode one of its other names already
+    /// has, so that every name shows one inode number, as on disk.
+    pub(super) fn looked_up_linked(&self, key: NodeKey, st: &libc::stat, pid: u32) -> u64 {
+        let linked = matches!(key, NodeKey::Child(..) | NodeKey::View(_))
+            && !sys::is_dir(st)
+            && st.st_nlink > 1;
+        if !linked {
+            return self.nodes().looked_up(key, st, pid);
+        }
+        let identity = (st.st_dev, st.st_ino);
+        let candidate = {
+            let nodes = self.nodes();
+            match nodes.table.find(&key) {
+                Some(_) => None,
+                None => nodes.table.linked(identity),
+            }
+        };
+        // The other name must still be this file (an inode number of the
+        // disk is reused once its file is gone).
+        if let Some((ino, other)) = candidate
+            && self
+                .stat_key(&other)
+                .is_ok_and(|o| (o.st_dev, o.st_ino) == identity)
+            && self.nodes().table.alias(key.clone(), ino, true)
+        {
+            return ino;
+        }
+        let mut nodes = self.nodes();
+        let ino = nodes.looked_up(key, st, pid);
+        nodes.table.set_identity(ino, identity);
+        ino
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sys;
 
     #[test]
     fn a_name_with_nul_is_refused_before_any_system_call() {
