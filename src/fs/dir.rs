@@ -182,7 +182,10 @@ impl SessionFs {
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         self.check_writable("rmdir", &key)?;
         match &key {
-            NodeKey::Session(s) => self.remove_session(&key, s)?,
+            NodeKey::Session(s) => {
+                self.remove_session(&key, s)?;
+                self.lock_removed(s);
+            }
             NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
                 let (dir, last) = self.parent_of_key(&key)?;
                 let path = self.path_of(&key);

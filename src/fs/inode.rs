@@ -417,9 +417,21 @@ pub(crate) struct Nodes {
     pub vanished: Vec<OsString>,
     /// The open handles of plain files and of `session.next`, by inode.
     pub open_files: OpenFiles,
-    /// (device, inode) of the `session.next` last created through the
-    /// mount in each session (see `lockfile`).
-    pub created_locks: HashMap<OsString, (u64, u64)>,
+    /// The `session.next` last created through the mount in each session
+    /// (see `lockfile`).
+    pub created_locks: HashMap<OsString, CreatedLock>,
+}
+
+/// A `session.next` created through the mount: its (device, inode), and
+/// a descriptor of it (`O_PATH`: no lock, no I/O) that keeps the inode in
+/// use, so that its number cannot be given to another file while the
+/// mount remembers it.
+#[derive(Debug)]
+pub(crate) struct CreatedLock {
+    pub identity: (u64, u64),
+    /// Held, never read: its being open is the point.
+    #[allow(dead_code)]
+    pub pin: std::os::fd::OwnedFd,
 }
 
 /// The handles open on inodes of plain files: the attributes of an inode

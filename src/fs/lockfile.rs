@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::attr::Attr;
 use super::creds::AsCaller;
 use super::handles::Handle;
-use super::inode::NodeKey;
+use super::inode::{CreatedLock, NodeKey};
 use super::{Caller, FsError, FsResult, Opened, SessionFs};
 use crate::core::{SESSION_FILE, SESSION_NEXT_FILE, sys};
 
@@ -133,11 +133,29 @@ impl SessionFs {
             }
         }
         let st = sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", &path, e))?;
+        let identity = (st.st_dev, st.st_ino);
+        // Pinned by a descriptor of its own (not sharing the lock).
+        let pin = sys::openat(
+            dir.as_fd(),
+            OsStr::new(SESSION_NEXT_FILE),
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )
+        .ok()
+        .filter(|pin| sys::fstat(pin.as_fd()).is_ok_and(|p| (p.st_dev, p.st_ino) == identity));
         let ino = {
             let mut nodes = self.nodes();
-            nodes
-                .created_locks
-                .insert(s.to_os_string(), (st.st_dev, st.st_ino));
+            match pin {
+                Some(pin) => {
+                    nodes
+                        .created_locks
+                        .insert(s.to_os_string(), CreatedLock { identity, pin });
+                }
+                // Already broken and replaced: nothing of ours to commit.
+                None => {
+                    nodes.created_locks.remove(s);
+                }
+            }
             nodes.table.intern(key.clone(), true)
         };
         let fh = self.insert_handle(Handle::Lock(LockFile {
@@ -174,7 +192,7 @@ impl SessionFs {
             ));
         }
         let identity = (st.st_dev, st.st_ino);
-        let created = self.nodes().created_locks.get(s).copied();
+        let created = self.nodes().created_locks.get(s).map(|c| c.identity);
         if created.is_some_and(|c| c != identity) {
             return Err(refused(
                 "session.next is no longer the lock created through the mount \
@@ -205,7 +223,7 @@ impl SessionFs {
         }
         .map_err(|e| FsError::io("rename", &path, e))?;
         let mut nodes = self.nodes();
-        if nodes.created_locks.get(s) == Some(&identity) {
+        if nodes.created_locks.get(s).map(|c| c.identity) == Some(identity) {
             nodes.created_locks.remove(s);
         }
         nodes.table.detach(&NodeKey::Checkpoint(s.to_os_string()));
