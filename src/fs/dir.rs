@@ -5,11 +5,15 @@
 //! Invariants:
 //! - inside a session directory, `session` always exists (an empty file
 //!   when no checkpoint is committed) and is always a regular file;
-//!   `session.next` is the core's lock: it is never created, renamed,
-//!   linked or truncated through the mount, and `rm` of it breaks a stale
-//!   lock only (never one a live writer holds);
+//!   `session.next` is the session's lock: it is made only by an exclusive
+//!   create (plainbox's, see `lockfile`), never by a rename, link, symlink
+//!   or mknod, and `rm` of it breaks a stale lock only (never one a live
+//!   writer holds);
 //! - the checkpoint is replaced only by a commit: a rename onto `session`
-//!   is the core's atomic commit, a rename of `session` is refused;
+//!   is the core's atomic commit, or plainbox's `session.next` renamed
+//!   into place (`lockfile`); a rename of `session` is refused;
+//! - every other change of a name inside a session directory is made as
+//!   the caller (`creds`), so the disk's own rules apply to it;
 //! - a listing is one snapshot, taken at `opendir`; each lookup it counts
 //!   is one the kernel holds (see `cache`);
 //! - the decoded view `session.json` comes first in a session's listing

@@ -17,6 +17,10 @@
 //! - `handles`: the handle table and the requests on an open handle, sent
 //!   on to the handle's kind;
 //! - `checkpoint`: an open `session`, the state machine of a write handle;
+//! - `lockfile`: plainbox's protocol on `session.next` (its exclusive
+//!   create, and its rename over `session`);
+//! - `special`: hard links, fifos, sockets and device nodes;
+//! - `creds`: acting as the caller for changes inside a session directory;
 //! - `file`: plain files (daemon-served I/O), the passthrough backing file
 //!   and the disk-room probe of passthrough writes;
 //! - `view`: the decoded view `session.json`;
