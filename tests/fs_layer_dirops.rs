@@ -239,6 +239,13 @@ fn hard_links_are_one_inode_under_every_name() {
     d.fs.unlink(dir, OsStr::new("a")).unwrap();
     let left = d.fs.getattr(a, None).unwrap();
     assert_eq!((left.nlink, left.size), (2, 6));
+    // The checkpoint gets no other name: writing it would change the
+    // committed checkpoint in place.
+    std::fs::write(d.path(S).join("session"), b"v1").unwrap();
+    let ckpt = d.checkpoint(S);
+    let kept = d.fs.link(ckpt, dir, OsStr::new("kept"), me());
+    assert_eq!(errno_of(kept), libc::EPERM);
+    assert!(std::fs::symlink_metadata(d.path(S).join("kept")).is_err());
     // Nothing links the lock, the view, or across sessions.
     std::fs::create_dir(d.path("t.session")).unwrap();
     let other = d.session("t.session");

@@ -6,9 +6,10 @@
 //! someone else's file obeys `protected_hardlinks`.
 //!
 //! Invariants: `session` and `session.next` are never made or linked this
-//! way (the checkpoint always exists and is replaced only by a commit; the
-//! lock is taken only by an exclusive create); nothing links across
-//! sessions; nothing is made in the root, where only sessions live.
+//! way, nor given another name (the checkpoint always exists and changes
+//! only by a commit, which a second name would bypass; the lock is taken
+//! only by an exclusive create); nothing links across sessions; nothing is
+//! made in the root, where only sessions live.
 
 use std::ffi::OsStr;
 use std::io;
@@ -142,6 +143,13 @@ impl SessionFs {
             ));
         };
         match &from {
+            NodeKey::Checkpoint(_) => {
+                return Err(refused(
+                    "the checkpoint gets no other name: writes through it would change \
+                     the committed checkpoint in place (copy it instead)",
+                    libc::EPERM,
+                ));
+            }
             NodeKey::Lock(_) => {
                 return Err(refused(
                     "session.next is the lock of a checkpoint in progress",
