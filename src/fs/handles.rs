@@ -250,7 +250,7 @@ impl SessionFs {
         match handle.as_ref() {
             Handle::Writer(h) => lock(h).flush(pid),
             Handle::Lock(l) => {
-                l.flushed();
+                l.flushed(pid);
                 Ok(())
             }
             Handle::Reader(_) | Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => Ok(()),

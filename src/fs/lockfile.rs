@@ -7,11 +7,13 @@
 //!   writer of the mount, the CLI, plainbox, any process), as the caller.
 //!   While the caller's descriptor is open the daemon holds an open file
 //!   description lock on it, as sessionfs writers do, so `sessionfs list`
-//!   and break-lock see a live writer; the caller's `close()` (FLUSH, which
-//!   the kernel sends before `close()` returns, also when a killed process
-//!   exits) lets go of it, so from then on it looks exactly as plainbox's
-//!   lock looks on disk: stale. A write through the handle afterwards
-//!   (another descriptor of the same open file) takes it again.
+//!   and break-lock see a live writer; the creating process's `close()`
+//!   (FLUSH, which the kernel sends before `close()` returns, also when a
+//!   killed process exits) lets go of it, so from then on it looks exactly
+//!   as plainbox's lock looks on disk: stale. A child closing the copy it
+//!   inherited (every exec does) does not; a write through the handle
+//!   after the creator's close (another descriptor of the same open file)
+//!   takes it again.
 //! - RENAME of `session.next` over `session` commits: a rename on disk,
 //!   after checking that `session.next` is a regular file, that no live
 //!   writer other than the caller's own open holds it (renaming a sessionfs
@@ -53,6 +55,20 @@ pub(super) struct LockFile {
     pub(super) path: PathBuf,
     /// The daemon holds the open file description lock now.
     locked: AtomicBool,
+    /// The process (thread group) that created it, when known.
+    creator: Option<u32>,
+}
+
+/// The process (thread group) of thread `tid`, from `/proc`.
+fn process_of(tid: u32) -> Option<u32> {
+    if tid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|t| t.trim().parse().ok())
 }
 
 impl LockFile {
@@ -63,9 +79,15 @@ impl LockFile {
             .map(|st| (st.st_dev, st.st_ino))
     }
 
-    /// The caller's descriptor is closed: the lock now looks as plainbox's
-    /// looks on disk (stale).
-    pub(super) fn flushed(&self) {
+    /// A descriptor of it was closed by thread `pid`. When the creator
+    /// closed it (or died), the lock now looks as plainbox's looks on disk
+    /// (stale). Another process closing an inherited copy (a child's exec
+    /// closes every descriptor it inherited) leaves it held.
+    pub(super) fn flushed(&self, pid: u32) {
+        let closer = process_of(pid);
+        if closer.is_some() && self.creator.is_some() && closer != self.creator {
+            return;
+        }
         if self.locked.swap(false, Ordering::SeqCst)
             && let Err(e) = sys::unlock(self.file.as_fd())
         {
@@ -163,6 +185,7 @@ impl SessionFs {
             file,
             path,
             locked: AtomicBool::new(locked),
+            creator: process_of(caller.pid),
         }));
         self.nodes().open_files.opened(ino, fh);
         Ok((Attr::from_stat(ino, &st), Opened::served(fh)))
