@@ -674,6 +674,51 @@ mod tests {
         assert_eq!(t.key(inner), Some(NodeKey::Child(s(), "e/session".into())));
     }
 
+    #[test]
+    fn hard_links_share_an_inode_that_outlives_its_first_name() {
+        let mut t = InodeTable::default();
+        let s = || OsString::from("s.session");
+        let a = NodeKey::Child(s(), "a".into());
+        let b = NodeKey::Child(s(), "d/b".into());
+        let ino = t.intern(a.clone(), true);
+        t.set_identity(ino, (1, 99));
+        assert!(t.alias(b.clone(), ino, true));
+        assert_eq!(t.find(&b), Some(ino));
+        assert_eq!(t.linked((1, 99)), Some((ino, a.clone())));
+        // The first name goes: the inode goes on under the other.
+        t.detach(&a);
+        assert_eq!(t.key(ino), Some(b.clone()));
+        assert_eq!(t.linked((1, 99)), Some((ino, b.clone())));
+        // Renaming the directory holding the link moves it along.
+        t.rename(
+            &NodeKey::Child(s(), "d".into()),
+            &NodeKey::Child(s(), "e".into()),
+        );
+        let moved = NodeKey::Child(s(), "e/b".into());
+        assert_eq!(t.key(ino), Some(moved.clone()));
+        // Forgotten: every name and the identity go with it.
+        t.forget(ino, 2);
+        assert_eq!(t.key(ino), None);
+        assert_eq!(t.find(&moved), None);
+        assert_eq!(t.linked((1, 99)), None);
+        assert!(!t.alias(a, ino, true), "a forgotten inode takes no names");
+    }
+
+    #[test]
+    fn a_forgotten_linked_inode_leaves_no_name_behind() {
+        let mut t = InodeTable::default();
+        let s = || OsString::from("s.session");
+        let ino = t.intern(NodeKey::Child(s(), "a".into()), true);
+        for n in ["b", "c"] {
+            assert!(t.alias(NodeKey::Child(s(), n.into()), ino, true));
+        }
+        t.forget(ino, 3);
+        for n in ["a", "b", "c"] {
+            assert_eq!(t.find(&NodeKey::Child(s(), n.into())), None, "{n}");
+        }
+        assert_eq!(t.len(), 2, "only the root and last-session");
+    }
+
     fn stat_of_size(size: i64) -> libc::stat {
         // SAFETY: libc::stat is plain data; all zeroes is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
