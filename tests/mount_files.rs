@@ -157,12 +157,15 @@ fn other_files_of_a_session_pass_through() {
         .assert_ok();
     assert!(fs::symlink_metadata(repo_logs.join("latest")).is_err());
     assert!(!repo_logs.join("blob").exists());
-    // session.next cannot be made by hand
-    assert_ne!(
-        errno_of(fs::write(m.path("a.session/session.next"), b"x")),
-        0
+    // session.next made by hand is the session's lock, as on disk: writers
+    // of `session` get EBUSY until it is removed.
+    fs::write(m.path("a.session/session.next"), b"x").unwrap();
+    assert!(m.repo_path("a.session/session.next").exists());
+    assert_eq!(
+        errno_of(fs::write(m.path("a.session/session"), b"y")),
+        libc::EBUSY
     );
-    assert!(!m.repo_path("a.session/session.next").exists());
+    fs::remove_file(m.path("a.session/session.next")).unwrap();
     m.assert_no_next();
 }
 

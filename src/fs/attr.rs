@@ -11,8 +11,11 @@
 //!   attributes the core gives them.
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
 use std::time::SystemTime;
+
+use super::creds::AsCaller;
 
 use super::handles::Handle;
 use super::inode::{LAST_SESSION, NodeKey};
@@ -121,6 +124,15 @@ fn timespec(t: Option<TimeSet>) -> libc::timespec {
     }
 }
 
+/// True when changing `st`'s mode to `mode` only clears its setuid and
+/// setgid bits: what the kernel asks after a write or truncate by a
+/// process that is not the owner.
+fn only_drops_privileges(st: &libc::stat, mode: u32) -> bool {
+    let old = st.st_mode & 0o7777;
+    let new = mode & 0o7777;
+    new != old && new & !old == 0 && (old ^ new) & !(libc::S_ISUID | libc::S_ISGID) == 0
+}
+
 impl SessionFs {
     /// The attributes of `key` (whose inode is `ino`) as found now.
     pub(super) fn attr_of(&self, ino: u64, key: &NodeKey) -> FsResult<Attr> {
@@ -154,8 +166,28 @@ impl SessionFs {
         {
             return Ok(Attr::from_stat(ino, &st?));
         }
+        // A plain file open through the mount is what its descriptor shows,
+        // even once unlinked or replaced under its name (fstat of a file
+        // unlinked while open).
+        if let Some(handle) = self.open_plain_handle(ino, fh)
+            && let Some((file, path)) = handle.plain_file()
+        {
+            let st = sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", path, e))?;
+            return Ok(Attr::from_stat(ino, &st));
+        }
         let key = self.key(ino)?;
         self.attr_of(ino, &key)
+    }
+
+    /// The plain-file handle `fh` if it is one, else the oldest plain-file
+    /// handle open on `ino`.
+    fn open_plain_handle(&self, ino: u64, fh: Option<u64>) -> Option<Arc<Handle>> {
+        fh.and_then(|fh| self.handle(fh))
+            .filter(|h| h.plain_file().is_some())
+            .or_else(|| {
+                let fh = self.nodes().open_files.first(ino)?;
+                self.handle(fh)
+            })
     }
 
     pub fn setattr(
@@ -198,7 +230,23 @@ impl SessionFs {
                 | NodeKey::Child(..) => self.parent_of_key(&key)?,
             };
             let path = self.path_of(&key);
+            // An open file is changed through its descriptor (it may be
+            // unlinked, or its name may stand for another file by now).
+            let open = self.open_plain_handle(ino, fh);
+            if let Some((file, _)) = open.as_ref().and_then(|h| h.plain_file()) {
+                return self
+                    .set_through(file, &path, set, caller)
+                    .and_then(|()| self.getattr(ino, fh));
+            }
             let st = sys::lstatat(dir.as_fd(), &name).map_err(|e| FsError::io("stat", &path, e))?;
+            let _as = if set.mode.is_some_and(|m| only_drops_privileges(&st, m)) {
+                // The kernel clearing setuid/setgid after a write or
+                // truncate by someone who is not the owner: allowed to
+                // anyone, as the disk's own kernel does it.
+                None
+            } else {
+                Some(AsCaller::enter(caller).map_err(|e| FsError::io("setattr", &path, e))?)
+            };
             if let Some(mode) = set.mode {
                 if sys::is_symlink(&st) {
                     return Err(FsError::refused(
@@ -229,6 +277,47 @@ impl SessionFs {
         self.getattr(ino, fh)
     }
 
+    /// Mode, owner and times of an open file, through its descriptor, as
+    /// `caller`.
+    fn set_through(
+        &self,
+        file: &std::fs::File,
+        path: &std::path::Path,
+        set: SetAttr,
+        caller: Caller,
+    ) -> FsResult<()> {
+        let st = sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", path, e))?;
+        let _as = if set.mode.is_some_and(|m| only_drops_privileges(&st, m)) {
+            None
+        } else {
+            Some(AsCaller::enter(caller).map_err(|e| FsError::io("setattr", path, e))?)
+        };
+        if let Some(mode) = set.mode {
+            sys::fchmod(file.as_fd(), mode & 0o7777).map_err(|e| FsError::io("chmod", path, e))?;
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            sys::fchown(
+                file.as_fd(),
+                set.uid.unwrap_or(u32::MAX),
+                set.gid.unwrap_or(u32::MAX),
+            )
+            .map_err(|e| FsError::io("chown", path, e))?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            let times = [timespec(set.atime), timespec(set.mtime)];
+            // SAFETY: a live descriptor and an array of two timespecs.
+            let rc = unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) };
+            if rc != 0 {
+                return Err(FsError::io(
+                    "set times of",
+                    path,
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn truncate(&self, key: &NodeKey, fh: Option<u64>, size: u64, caller: Caller) -> FsResult<()> {
         // Through an open handle: change what that handle is writing.
         if let Some(handle) = fh.and_then(|fh| self.handle(fh)) {
@@ -237,6 +326,10 @@ impl SessionFs {
                 Handle::File { file, path } => {
                     return sys::ftruncate(file.as_fd(), size)
                         .map_err(|e| FsError::io("truncate", path, e));
+                }
+                Handle::Lock(l) => {
+                    return sys::ftruncate(l.file.as_fd(), size)
+                        .map_err(|e| FsError::io("truncate", &l.path, e));
                 }
                 Handle::Reader(_) | Handle::Dir(_) | Handle::View(_) => {}
             }
@@ -250,10 +343,16 @@ impl SessionFs {
                 } else {
                     Start::FromCurrent
                 };
-                let mut writer = storage.begin(BeginOptions {
-                    start,
-                    owner: Some((caller.uid, caller.gid)),
-                })?;
+                // Like every other take of the lock, it waits out a commit
+                // this mount makes at a RELEASE that came after close().
+                let mut writer = super::late_commits::begin(
+                    &storage,
+                    None,
+                    BeginOptions {
+                        start,
+                        owner: Some((caller.uid, caller.gid)),
+                    },
+                )?;
                 writer.set_len(size)?;
                 writer.commit()?;
                 Ok(())

@@ -5,11 +5,15 @@
 //! Invariants:
 //! - inside a session directory, `session` always exists (an empty file
 //!   when no checkpoint is committed) and is always a regular file;
-//!   `session.next` is the core's lock: it is never created, renamed,
-//!   linked or truncated through the mount, and `rm` of it breaks a stale
-//!   lock only (never one a live writer holds);
+//!   `session.next` is the session's lock: it is made only by an exclusive
+//!   create (plainbox's, see `lockfile`), never by a rename, link, symlink
+//!   or mknod, and `rm` of it breaks a stale lock only (never one a live
+//!   writer holds);
 //! - the checkpoint is replaced only by a commit: a rename onto `session`
-//!   is the core's atomic commit, a rename of `session` is refused;
+//!   is the core's atomic commit, or plainbox's `session.next` renamed
+//!   into place (`lockfile`); a rename of `session` is refused;
+//! - every other change of a name inside a session directory is made as
+//!   the caller (`creds`), so the disk's own rules apply to it;
 //! - a listing is one snapshot, taken at `opendir`; each lookup it counts
 //!   is one the kernel holds (see `cache`);
 //! - the decoded view `session.json` comes first in a session's listing
@@ -20,7 +24,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::attr::{Attr, Kind};
-use super::file::chown_new;
+use super::creds::AsCaller;
 use super::handles::Handle;
 use super::inode::{NodeKey, ROOT};
 use super::{Caller, DirEntries, DirEntry, FsError, FsResult, SessionFs};
@@ -38,7 +42,7 @@ impl SessionFs {
         }
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         let st = self.stat_key(&key)?;
-        let ino = self.nodes().looked_up(key, &st, pid);
+        let ino = self.looked_up_linked(key, &st, pid);
         Ok(Attr::from_stat(ino, &st))
     }
 
@@ -159,10 +163,10 @@ impl SessionFs {
             NodeKey::Session(_) => self.make_session(&key, name, mode, caller)?,
             NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
                 let (dir, last) = self.parent_of_key(&key)?;
+                let path = self.path_of(&key);
+                let _as = AsCaller::enter(caller).map_err(|e| FsError::io("mkdir", &path, e))?;
                 sys::mkdirat(dir.as_fd(), &last, mode & 0o7777)
-                    .map_err(|e| FsError::io("mkdir", self.path_of(&key), e))?;
-                chown_new(dir.as_fd(), &last, caller)
-                    .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
+                    .map_err(|e| FsError::io("mkdir", &path, e))?;
             }
             NodeKey::Root | NodeKey::LastSession | NodeKey::PendingLink(_) => {
                 return Err(FsError::NotFound);
@@ -174,15 +178,25 @@ impl SessionFs {
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.rmdir_by(parent, name, Caller::ROOT)
+    }
+
+    /// `rmdir`, as `caller` (see `creds`).
+    pub fn rmdir_by(&self, parent: u64, name: &OsStr, caller: Caller) -> FsResult<()> {
         let pkey = self.key(parent)?;
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         self.check_writable("rmdir", &key)?;
         match &key {
-            NodeKey::Session(s) => self.remove_session(&key, s)?,
+            NodeKey::Session(s) => {
+                self.remove_session(&key, s)?;
+                self.lock_removed(s);
+            }
             NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
                 let (dir, last) = self.parent_of_key(&key)?;
+                let path = self.path_of(&key);
+                let _as = AsCaller::enter(caller).map_err(|e| FsError::io("rmdir", &path, e))?;
                 sys::unlinkat(dir.as_fd(), &last, true)
-                    .map_err(|e| FsError::io("rmdir", self.path_of(&key), e))?;
+                    .map_err(|e| FsError::io("rmdir", &path, e))?;
             }
             NodeKey::Root | NodeKey::LastSession | NodeKey::PendingLink(_) => {
                 return Err(FsError::NotFound);
@@ -193,6 +207,11 @@ impl SessionFs {
     }
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        self.unlink_by(parent, name, Caller::ROOT)
+    }
+
+    /// `unlink`, as `caller` (see `creds`).
+    pub fn unlink_by(&self, parent: u64, name: &OsStr, caller: Caller) -> FsResult<()> {
         let pkey = self.key(parent)?;
         if pkey == NodeKey::Root {
             return self.unlink_in_root(name);
@@ -207,10 +226,17 @@ impl SessionFs {
                 if !storage.break_lock_in(dir.as_fd(), false)? {
                     return Err(FsError::NotFound);
                 }
+                self.lock_removed(s);
             }
             NodeKey::Checkpoint(_) | NodeKey::View(_) | NodeKey::Child(..) => {
                 let (dir, last) = self.parent_of_key(&key)?;
-                match sys::unlinkat(dir.as_fd(), &last, false) {
+                let unlinked = {
+                    let path = self.path_of(&key);
+                    let _as =
+                        AsCaller::enter(caller).map_err(|e| FsError::io("unlink", &path, e))?;
+                    sys::unlinkat(dir.as_fd(), &last, false)
+                };
+                match unlinked {
                     Ok(()) => {}
                     // A session without a checkpoint shows an empty
                     // `session`; removing it (as `rm -r` does) is already
@@ -265,10 +291,12 @@ impl SessionFs {
             }
         }
         let (dir, last) = self.parent_of_key(&key)?;
-        sys::symlinkat(target.as_os_str(), dir.as_fd(), &last)
-            .map_err(|e| FsError::io("symlink", self.path_of(&key), e))?;
-        chown_new(dir.as_fd(), &last, caller)
-            .map_err(|e| FsError::io("chown", self.path_of(&key), e))?;
+        {
+            let path = self.path_of(&key);
+            let _as = AsCaller::enter(caller).map_err(|e| FsError::io("symlink", &path, e))?;
+            sys::symlinkat(target.as_os_str(), dir.as_fd(), &last)
+                .map_err(|e| FsError::io("symlink", &path, e))?;
+        }
         let st = self.stat_key(&key)?;
         let ino = self.nodes().table.intern(key, true);
         Ok(Attr::from_stat(ino, &st))
@@ -281,6 +309,19 @@ impl SessionFs {
         newparent: u64,
         newname: &OsStr,
         flags: u32,
+    ) -> FsResult<()> {
+        self.rename_by(parent, name, newparent, newname, flags, Caller::ROOT)
+    }
+
+    /// `rename`, as `caller` (see `creds`).
+    pub fn rename_by(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+        caller: Caller,
     ) -> FsResult<()> {
         let (pkey, nkey) = (self.key(parent)?, self.key(newparent)?);
         let from = pkey.child(name).ok_or(FsError::NotFound)?;
@@ -306,6 +347,16 @@ impl SessionFs {
         };
         if from_session != to_session {
             return Err(refused("files cannot move between sessions", libc::EXDEV));
+        }
+        // Plainbox's commit: its `session.next` renamed over `session`.
+        if let (NodeKey::Lock(s), NodeKey::Checkpoint(_)) = (&from, &to) {
+            if flags != 0 {
+                return Err(refused(
+                    "only a plain rename can commit a checkpoint",
+                    libc::EINVAL,
+                ));
+            }
+            return self.commit_lock(s, caller);
         }
         if matches!(from, NodeKey::Lock(_)) || matches!(to, NodeKey::Lock(_)) {
             return Err(refused(
@@ -348,6 +399,8 @@ impl SessionFs {
         }
         let (fdir, fname) = self.parent_of(from_session, frel)?;
         let (tdir, tname) = self.parent_of(to_session, trel)?;
+        let _as =
+            AsCaller::enter(caller).map_err(|e| FsError::io("rename", self.path_of(&from), e))?;
         let result = if flags == 0 {
             sys::renameat(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
         } else if flags == libc::RENAME_NOREPLACE {

@@ -6,19 +6,19 @@
 //! - a plain file is opened beneath its session directory without
 //!   following a symlink (`O_NOFOLLOW` on the last name, the parent
 //!   resolved by `resolve`), and only with the flags the mount passes on;
-//! - a file, directory, symlink or session created through the mount
-//!   belongs to the caller ([`chown_new`]), or does not exist (a failed
-//!   chown removes it again);
+//! - a file created through the mount is created by the caller's own
+//!   filesystem identity (see `creds`), so it belongs to whom the disk
+//!   gives it to;
 //! - plain files are never passed through: concurrent opens of one inode
 //!   would need one shared backing file, which a per-open descriptor cannot
 //!   be; only `session` handles get a backing file (see `checkpoint`).
 
-use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::attr::Attr;
+use super::creds::AsCaller;
 use super::handles::Handle;
 use super::inode::NodeKey;
 use super::{Caller, FsError, FsResult, Opened, SessionFs};
@@ -29,7 +29,7 @@ const PASSED_FLAGS: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | lib
 
 impl SessionFs {
     /// Opens a plain file inside a session directory.
-    pub(super) fn open_file(&self, key: &NodeKey, flags: i32) -> FsResult<Opened> {
+    pub(super) fn open_file(&self, ino: u64, key: &NodeKey, flags: i32) -> FsResult<Opened> {
         let (dir, last) = self.parent_of_key(key)?;
         let fd = sys::openat(
             dir.as_fd(),
@@ -42,10 +42,12 @@ impl SessionFs {
             file: File::from(fd),
             path: self.path_of(key),
         });
+        self.nodes().open_files.opened(ino, fh);
         Ok(Opened::served(fh))
     }
 
-    /// Creates (exclusively) and opens a plain file, owned by the caller.
+    /// Creates (exclusively) and opens a plain file, as the caller (see
+    /// `creds`).
     pub(super) fn create_file(
         &self,
         key: &NodeKey,
@@ -54,17 +56,17 @@ impl SessionFs {
         caller: Caller,
     ) -> FsResult<(Attr, Opened)> {
         let (dir, last) = self.parent_of_key(key)?;
-        let fd = sys::openat(
-            dir.as_fd(),
-            &last,
-            (flags & PASSED_FLAGS) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            mode & 0o7777,
-        )
-        .map_err(|e| FsError::io("create", self.path_of(key), e))?;
-        if let Err(e) = chown_new(dir.as_fd(), &last, caller) {
-            let _ = sys::unlinkat(dir.as_fd(), &last, false);
-            return Err(FsError::io("chown", self.path_of(key), e));
+        let path = self.path_of(key);
+        let fd = {
+            let _as = AsCaller::enter(caller).map_err(|e| FsError::io("create", &path, e))?;
+            sys::openat(
+                dir.as_fd(),
+                &last,
+                (flags & PASSED_FLAGS) | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                mode & 0o7777,
+            )
         }
+        .map_err(|e| FsError::io("create", &path, e))?;
         let file = File::from(fd);
         let st = sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", self.path_of(key), e))?;
         let ino = self.nodes().table.intern(key.clone(), true);
@@ -72,6 +74,7 @@ impl SessionFs {
             file,
             path: self.path_of(key),
         });
+        self.nodes().open_files.opened(ino, fh);
         Ok((Attr::from_stat(ino, &st), Opened::served(fh)))
     }
 
@@ -148,12 +151,3 @@ pub(super) fn check_room(file: &File, dir: &Path) -> FsResult<()> {
 
 /// Free space above which [`check_room`] needs no allocation to tell.
 const ROOM_MARGIN: u128 = 64 << 20;
-
-/// Gives a file made by the (root) daemon to the user who asked for it.
-pub(super) fn chown_new(dir: BorrowedFd<'_>, name: &OsStr, caller: Caller) -> std::io::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 || (caller.uid == 0 && caller.gid == 0) {
-        return Ok(());
-    }
-    sys::lchownat(dir, name, caller.uid, caller.gid)
-}

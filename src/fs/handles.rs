@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use super::checkpoint::{CheckpointReader, WriteHandle};
 use super::inode::NodeKey;
+use super::lockfile::LockFile;
 use super::{Caller, DirEntry, FsError, FsResult, Opened, SessionFs, lock};
 
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub(super) enum Handle {
     Writer(Box<Mutex<WriteHandle>>),
     /// Any other file, served by the daemon.
     File { file: File, path: PathBuf },
+    /// `session.next` created through the mount (see `lockfile`).
+    Lock(LockFile),
     /// An open directory: its listing, taken at `opendir`.
     Dir(Vec<DirEntry>),
     /// An open of the decoded view `session.json` (see `view`).
@@ -37,7 +40,11 @@ impl Handle {
     pub(super) fn is_writing_checkpoint(&self) -> bool {
         match self {
             Handle::Writer(h) => lock(h).is_writing(),
-            Handle::Reader(_) | Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => false,
+            Handle::Reader(_)
+            | Handle::File { .. }
+            | Handle::Lock(_)
+            | Handle::Dir(_)
+            | Handle::View(_) => false,
         }
     }
 
@@ -47,7 +54,17 @@ impl Handle {
         match self {
             Handle::Writer(h) => lock(h).stat(),
             Handle::Reader(r) => r.stat(),
-            Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => None,
+            Handle::File { .. } | Handle::Lock(_) | Handle::Dir(_) | Handle::View(_) => None,
+        }
+    }
+
+    /// For a plain file or lock handle: its descriptor (what `fstat`,
+    /// `fchmod` and the like act on, even once the file is unlinked).
+    pub(super) fn plain_file(&self) -> Option<(&File, &std::path::Path)> {
+        match self {
+            Handle::File { file, path } => Some((file, path)),
+            Handle::Lock(l) => Some((&l.file, &l.path)),
+            Handle::Reader(_) | Handle::Writer(_) | Handle::Dir(_) | Handle::View(_) => None,
         }
     }
 }
@@ -113,6 +130,16 @@ impl SessionFs {
         lock(&self.handles).by_fh.remove(&fh)
     }
 
+    /// The open `session.next` handles (see `lockfile`).
+    pub(super) fn lock_handles(&self) -> Vec<Arc<Handle>> {
+        lock(&self.handles)
+            .by_fh
+            .values()
+            .filter(|h| matches!(h.as_ref(), Handle::Lock(_)))
+            .cloned()
+            .collect()
+    }
+
     pub fn open(&self, ino: u64, flags: i32, caller: Caller) -> FsResult<Opened> {
         let key = self.key(ino)?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -123,7 +150,7 @@ impl SessionFs {
             NodeKey::Checkpoint(s) => self.open_checkpoint(ino, s, flags, caller),
             NodeKey::View(s) => match self.open_view(s, flags)? {
                 Some(opened) => Ok(opened),
-                None => self.open_file(&key, flags),
+                None => self.open_file(ino, &key, flags),
             },
             NodeKey::Lock(_) if writes => Err(FsError::refused(
                 "open for writing",
@@ -133,9 +160,9 @@ impl SessionFs {
             )),
             NodeKey::Child(..) => match self.open_iolog_view(&key, flags)? {
                 Some(opened) => Ok(opened),
-                None => self.open_file(&key, flags),
+                None => self.open_file(ino, &key, flags),
             },
-            NodeKey::Lock(_) => self.open_file(&key, flags),
+            NodeKey::Lock(_) => self.open_file(ino, &key, flags),
             NodeKey::Root | NodeKey::Session(_) => Err(FsError::refused(
                 "open",
                 self.path_of(&key),
@@ -180,12 +207,8 @@ impl SessionFs {
                 "session exists",
                 libc::EEXIST,
             )),
-            NodeKey::Lock(_) => Err(FsError::refused(
-                "create",
-                self.path_of(&key),
-                "session.next is the lock of a checkpoint in progress; write session instead",
-                libc::EPERM,
-            )),
+            // Plainbox's lock, taken as on disk (see `lockfile`).
+            NodeKey::Lock(s) => self.create_lock(&key, s, mode, caller),
             NodeKey::View(_) | NodeKey::Child(..) => self.create_file(&key, mode, flags, caller),
         }
     }
@@ -201,6 +224,7 @@ impl SessionFs {
             Handle::Reader(r) => r.read(buf, offset),
             Handle::Writer(h) => lock(h).read(buf, offset),
             Handle::File { file, path } => super::file::read(file, path, buf, offset),
+            Handle::Lock(l) => super::file::read(&l.file, &l.path, buf, offset),
             Handle::View(data) => Ok(super::view::read_view(data, buf, offset)),
             Handle::Dir(_) => Err(FsError::BadHandle),
         }
@@ -211,6 +235,10 @@ impl SessionFs {
         match handle.as_ref() {
             Handle::Writer(h) => lock(h).write(data, offset)?,
             Handle::File { file, path } => super::file::write(file, path, data, offset)?,
+            Handle::Lock(l) => {
+                l.written();
+                super::file::write(&l.file, &l.path, data, offset)?;
+            }
             Handle::Reader(_) | Handle::Dir(_) | Handle::View(_) => {
                 return Err(FsError::BadHandle);
             }
@@ -225,6 +253,10 @@ impl SessionFs {
         let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
         match handle.as_ref() {
             Handle::Writer(h) => lock(h).flush(pid),
+            Handle::Lock(l) => {
+                l.flushed(pid);
+                Ok(())
+            }
             Handle::Reader(_) | Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => Ok(()),
         }
     }
@@ -236,6 +268,7 @@ impl SessionFs {
         match handle.as_ref() {
             Handle::Writer(h) => lock(h).fsync(),
             Handle::File { file, path } => super::file::fsync(file, path),
+            Handle::Lock(l) => super::file::fsync(&l.file, &l.path),
             Handle::Reader(_) | Handle::Dir(_) | Handle::View(_) => Ok(()),
         }
     }
@@ -247,7 +280,11 @@ impl SessionFs {
         self.nodes().closed(fh);
         match handle.as_ref() {
             Handle::Writer(h) => lock(h).release(),
-            Handle::Reader(_) | Handle::File { .. } | Handle::Dir(_) | Handle::View(_) => Ok(()),
+            Handle::Reader(_)
+            | Handle::File { .. }
+            | Handle::Lock(_)
+            | Handle::Dir(_)
+            | Handle::View(_) => Ok(()),
         }
     }
 

@@ -6,7 +6,12 @@
 //!   session directory or a path inside one, by name (never by a path that
 //!   leaves the session directory: each component was a single name looked
 //!   up by the kernel);
-//! - `by_ino` and `by_key` are inverse maps of each other;
+//! - `by_key` maps every name the kernel was given to its inode, and each
+//!   inode's `key` is one of the names that map to it (its primary name,
+//!   the one requests on the inode act on); several names map to one
+//!   inode only for hard links of one file of the disk (see
+//!   [`InodeTable::alias`]), so `stat` shows one inode number for all of
+//!   its names, as the disk does;
 //! - an inode number is never reused for another key while the mount lives,
 //!   so the kernel can never confuse two places;
 //! - an inode is dropped only when the kernel has forgotten every lookup of
@@ -103,12 +108,29 @@ impl NodeKey {
 struct Node {
     key: NodeKey,
     lookups: u64,
+    /// How many names other than `key` map to this inode (hard links).
+    aliases: u32,
+    /// (device, inode) on disk, for a file known to have hard links.
+    identity: Option<(u64, u64)>,
+}
+
+impl Node {
+    fn new(key: NodeKey, lookups: u64) -> Node {
+        Node {
+            key,
+            lookups,
+            aliases: 0,
+            identity: None,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct InodeTable {
     by_ino: HashMap<u64, Node>,
     by_key: HashMap<NodeKey, u64>,
+    /// Inodes of files with hard links, by their (device, inode) on disk.
+    by_identity: HashMap<(u64, u64), u64>,
     next: u64,
 }
 
@@ -117,16 +139,11 @@ impl Default for InodeTable {
         let mut t = InodeTable {
             by_ino: HashMap::new(),
             by_key: HashMap::new(),
+            by_identity: HashMap::new(),
             next: FIRST_DYNAMIC,
         };
         for (ino, key) in [(ROOT, NodeKey::Root), (LAST_SESSION, NodeKey::LastSession)] {
-            t.by_ino.insert(
-                ino,
-                Node {
-                    key: key.clone(),
-                    lookups: 0,
-                },
-            );
+            t.by_ino.insert(ino, Node::new(key.clone(), 0));
             t.by_key.insert(key, ino);
         }
         t
@@ -147,7 +164,7 @@ impl InodeTable {
                 let ino = self.next;
                 self.next += 1;
                 self.by_key.insert(key.clone(), ino);
-                self.by_ino.insert(ino, Node { key, lookups: 0 });
+                self.by_ino.insert(ino, Node::new(key, 0));
                 ino
             }
         };
@@ -172,8 +189,79 @@ impl InodeTable {
         let ino = self.next;
         self.next += 1;
         self.by_key.insert(key.clone(), ino);
-        self.by_ino.insert(ino, Node { key, lookups: 1 });
+        self.by_ino.insert(ino, Node::new(key, 1));
         ino
+    }
+
+    /// The inode standing for the disk file `identity` (one with hard
+    /// links) and its primary name, if the table has one.
+    pub fn linked(&self, identity: (u64, u64)) -> Option<(u64, NodeKey)> {
+        let ino = *self.by_identity.get(&identity)?;
+        let node = self.by_ino.get(&ino)?;
+        Some((ino, node.key.clone()))
+    }
+
+    /// Records that `ino` stands for the disk file `identity`, which has
+    /// hard links.
+    pub fn set_identity(&mut self, ino: u64, identity: (u64, u64)) {
+        if let Some(node) = self.by_ino.get_mut(&ino) {
+            if let Some(old) = node.identity.replace(identity)
+                && old != identity
+                && self.by_identity.get(&old) == Some(&ino)
+            {
+                self.by_identity.remove(&old);
+            }
+            self.by_identity.insert(identity, ino);
+        }
+    }
+
+    /// `key` is another name (a hard link) of the file `ino` stands for;
+    /// counts a kernel lookup when `lookup` is set. Returns false when
+    /// `ino` is gone.
+    pub fn alias(&mut self, key: NodeKey, ino: u64, lookup: bool) -> bool {
+        if !self.by_ino.contains_key(&ino) {
+            return false;
+        }
+        match self.by_key.get(&key) {
+            Some(&same) if same == ino => {}
+            _ => {
+                self.detach_exact(&key);
+                self.by_key.insert(key.clone(), ino);
+                if let Some(node) = self.by_ino.get_mut(&ino)
+                    && node.key != key
+                {
+                    node.aliases += 1;
+                }
+            }
+        }
+        if lookup && let Some(node) = self.by_ino.get_mut(&ino) {
+            node.lookups += 1;
+        }
+        true
+    }
+
+    /// Removes the one name `key` (not what is below it): its inode, if
+    /// `key` was its primary name, goes on under another of its names.
+    fn detach_exact(&mut self, key: &NodeKey) {
+        let Some(ino) = self.by_key.remove(key) else {
+            return;
+        };
+        let Some(node) = self.by_ino.get_mut(&ino) else {
+            return;
+        };
+        if node.aliases == 0 {
+            return;
+        }
+        node.aliases -= 1;
+        if node.key == *key
+            && let Some(other) = self
+                .by_key
+                .iter()
+                .find(|&(_, &i)| i == ino)
+                .map(|(k, _)| k.clone())
+        {
+            node.key = other;
+        }
     }
 
     /// The inode of `key` if it has one, without allocating.
@@ -192,9 +280,18 @@ impl InodeTable {
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             let key = node.key.clone();
+            let (aliases, identity) = (node.aliases, node.identity);
             self.by_ino.remove(&ino);
             if self.by_key.get(&key) == Some(&ino) {
                 self.by_key.remove(&key);
+            }
+            if aliases > 0 {
+                self.by_key.retain(|_, i| *i != ino);
+            }
+            if let Some(id) = identity
+                && self.by_identity.get(&id) == Some(&ino)
+            {
+                self.by_identity.remove(&id);
             }
         }
     }
@@ -215,7 +312,9 @@ impl InodeTable {
             let Some(new) = rebase(&old, from, to) else {
                 continue;
             };
-            if let Some(node) = self.by_ino.get_mut(&ino) {
+            if let Some(node) = self.by_ino.get_mut(&ino)
+                && node.key == old
+            {
                 node.key = new.clone();
             }
             self.by_key.insert(new, ino);
@@ -231,7 +330,7 @@ impl InodeTable {
             .cloned()
             .collect();
         for k in doomed {
-            self.by_key.remove(&k);
+            self.detach_exact(&k);
         }
     }
 
@@ -319,6 +418,56 @@ pub(crate) struct Nodes {
     /// Session directories found gone while the kernel may still cache
     /// them (see `SessionFs::take_vanished`).
     pub vanished: Vec<OsString>,
+    /// The open handles of plain files and of `session.next`, by inode.
+    pub open_files: OpenFiles,
+    /// The `session.next` last created through the mount in each session
+    /// (see `lockfile`).
+    pub created_locks: HashMap<OsString, CreatedLock>,
+}
+
+/// A `session.next` created through the mount: its (device, inode), and
+/// a descriptor of it (`O_PATH`: no lock, no I/O) that keeps the inode in
+/// use, so that its number cannot be given to another file while the
+/// mount remembers it.
+#[derive(Debug)]
+pub(crate) struct CreatedLock {
+    pub identity: (u64, u64),
+    /// Held, never read: its being open is the point.
+    #[allow(dead_code)]
+    pub pin: std::os::fd::OwnedFd,
+}
+
+/// The handles open on inodes of plain files: the attributes of an inode
+/// with an open handle are its descriptor's, so a file unlinked (or
+/// replaced under its name) while open still shows itself until closed.
+#[derive(Debug, Default)]
+pub(crate) struct OpenFiles {
+    by_ino: HashMap<u64, Vec<u64>>,
+    ino_of_fh: HashMap<u64, u64>,
+}
+
+impl OpenFiles {
+    pub fn opened(&mut self, ino: u64, fh: u64) {
+        self.by_ino.entry(ino).or_default().push(fh);
+        self.ino_of_fh.insert(fh, ino);
+    }
+
+    /// The oldest handle open on `ino`.
+    pub fn first(&self, ino: u64) -> Option<u64> {
+        self.by_ino.get(&ino).and_then(|h| h.first().copied())
+    }
+
+    fn closed(&mut self, fh: u64) {
+        let Some(ino) = self.ino_of_fh.remove(&fh) else {
+            return;
+        };
+        if let Some(h) = self.by_ino.get_mut(&ino) {
+            h.retain(|&x| x != fh);
+            if h.is_empty() {
+                self.by_ino.remove(&ino);
+            }
+        }
+    }
 }
 
 impl Nodes {
@@ -364,6 +513,7 @@ impl Nodes {
 
     /// The handle `fh` is released.
     pub fn closed(&mut self, fh: u64) {
+        self.open_files.closed(fh);
         // Forgotten by the kernel before this release was answered.
         if let Some(ino) = self.checkpoints.closed(fh)
             && self.table.key(ino).is_none()
@@ -525,6 +675,51 @@ mod tests {
             &NodeKey::Child(s(), "e".into()),
         );
         assert_eq!(t.key(inner), Some(NodeKey::Child(s(), "e/session".into())));
+    }
+
+    #[test]
+    fn hard_links_share_an_inode_that_outlives_its_first_name() {
+        let mut t = InodeTable::default();
+        let s = || OsString::from("s.session");
+        let a = NodeKey::Child(s(), "a".into());
+        let b = NodeKey::Child(s(), "d/b".into());
+        let ino = t.intern(a.clone(), true);
+        t.set_identity(ino, (1, 99));
+        assert!(t.alias(b.clone(), ino, true));
+        assert_eq!(t.find(&b), Some(ino));
+        assert_eq!(t.linked((1, 99)), Some((ino, a.clone())));
+        // The first name goes: the inode goes on under the other.
+        t.detach(&a);
+        assert_eq!(t.key(ino), Some(b.clone()));
+        assert_eq!(t.linked((1, 99)), Some((ino, b.clone())));
+        // Renaming the directory holding the link moves it along.
+        t.rename(
+            &NodeKey::Child(s(), "d".into()),
+            &NodeKey::Child(s(), "e".into()),
+        );
+        let moved = NodeKey::Child(s(), "e/b".into());
+        assert_eq!(t.key(ino), Some(moved.clone()));
+        // Forgotten: every name and the identity go with it.
+        t.forget(ino, 2);
+        assert_eq!(t.key(ino), None);
+        assert_eq!(t.find(&moved), None);
+        assert_eq!(t.linked((1, 99)), None);
+        assert!(!t.alias(a, ino, true), "a forgotten inode takes no names");
+    }
+
+    #[test]
+    fn a_forgotten_linked_inode_leaves_no_name_behind() {
+        let mut t = InodeTable::default();
+        let s = || OsString::from("s.session");
+        let ino = t.intern(NodeKey::Child(s(), "a".into()), true);
+        for n in ["b", "c"] {
+            assert!(t.alias(NodeKey::Child(s(), n.into()), ino, true));
+        }
+        t.forget(ino, 3);
+        for n in ["a", "b", "c"] {
+            assert_eq!(t.find(&NodeKey::Child(s(), n.into())), None, "{n}");
+        }
+        assert_eq!(t.len(), 2, "only the root and last-session");
     }
 
     fn stat_of_size(size: i64) -> libc::stat {

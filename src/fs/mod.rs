@@ -17,6 +17,10 @@
 //! - `handles`: the handle table and the requests on an open handle, sent
 //!   on to the handle's kind;
 //! - `checkpoint`: an open `session`, the state machine of a write handle;
+//! - `lockfile`: plainbox's protocol on `session.next` (its exclusive
+//!   create, and its rename over `session`);
+//! - `special`: hard links, fifos, sockets and device nodes;
+//! - `creds`: acting as the caller for changes inside a session directory;
 //! - `file`: plain files (daemon-served I/O), the passthrough backing file
 //!   and the disk-room probe of passthrough writes;
 //! - `view`: the decoded view `session.json`;
@@ -58,6 +62,7 @@
 mod attr;
 mod cache;
 mod checkpoint;
+mod creds;
 mod dir;
 mod dying;
 mod error;
@@ -66,8 +71,10 @@ mod handles;
 pub mod inode;
 mod iolog_view;
 mod late_commits;
+mod lockfile;
 mod resolve;
 mod root;
+mod special;
 mod view;
 
 use std::ffi::OsString;
@@ -89,6 +96,16 @@ pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     pub pid: u32,
+}
+
+impl Caller {
+    /// The daemon itself (root with no process): acts with the daemon's
+    /// own rights.
+    pub const ROOT: Caller = Caller {
+        uid: 0,
+        gid: 0,
+        pid: 0,
+    };
 }
 
 /// The result of an open: the handle, and the file the kernel may read

@@ -369,12 +369,55 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty("unlink", self.fs.unlink(parent.0, name), reply);
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // The file type bits are not the umask's to clear.
+        let mode = mode & !(umask & 0o7777);
+        match self
+            .fs
+            .mknod(parent.0, name, mode, u64::from(rdev), caller(req))
+        {
+            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("mknod", &e)),
+        }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty("rmdir", self.fs.rmdir(parent.0, name), reply);
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.link(ino.0, newparent.0, newname, caller(req)) {
+            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("link", &e)),
+        }
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(
+            "unlink",
+            self.fs.unlink_by(parent.0, name, caller(req)),
+            reply,
+        );
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(
+            "rmdir",
+            self.fs.rmdir_by(parent.0, name, caller(req)),
+            reply,
+        );
     }
 
     fn symlink(
@@ -393,7 +436,7 @@ impl Filesystem for Adapter {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -401,10 +444,14 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        match self
-            .fs
-            .rename(parent.0, name, newparent.0, newname, flags.bits())
-        {
+        match self.fs.rename_by(
+            parent.0,
+            name,
+            newparent.0,
+            newname,
+            flags.bits(),
+            caller(req),
+        ) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("rename", &e)),
         }
