@@ -5,8 +5,9 @@
 # - fuse3 (fusermount3, used by --auto-unmount), xfsprogs (xfs_io, for the
 #   power-cut tests) and strace (error injection in the fault tests), from
 #   Debian's packages, when running as root;
-# - Python's plainbox 0.38 in a venv (.venv-plainbox, or $PLAINBOX_VENV), the
-#   reference implementation the compatibility tests check against.
+# - the outside suites, through scripts/suites.sh: fsx and pjdfstest from
+#   crates.io, plainbox 0.38 (the format's reference) and Checkbox 1.18.1
+#   from PyPI, each in a venv.
 # The mount tests need /dev/fuse: without it this script fails, it never
 # skips them. As root it gives /dev/fuse the standard mode 0666 where it
 # lacks it, so the tests can mount as an ordinary user too.
@@ -40,13 +41,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
-venv=${PLAINBOX_VENV:-$PWD/.venv-plainbox}
-if ! "$venv/bin/python" -c 'import plainbox.impl.session.storage' 2>/dev/null; then
-    echo "test.sh: installing plainbox 0.38 into $venv" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --no-input 'plainbox==0.38.0'
-fi
-export PLAINBOX_PYTHON="$venv/bin/python"
+# The outside suites the tests run against the mount (fsx, pjdfstest,
+# plainbox 0.38, Checkbox 1.18.1), at pinned versions, installed when
+# missing (scripts/suites.sh says what and where).
+eval "$(scripts/suites.sh)"
 
 cargo test --locked "$@"
 
