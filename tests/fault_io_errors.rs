@@ -348,3 +348,37 @@ fn removing_a_session_a_file_of_which_is_open_on_an_nfs_client_says_so() {
     );
     assert!(s.repo.join("s.session").join(leftover).exists());
 }
+
+#[test]
+fn cat_opens_a_checkpoint_replaced_on_an_nfs_server_again_once() {
+    // NFSv3: `session` replaced and removed on the server between the open
+    // and the first read makes that read fail with ESTALE.
+    let _serial = serial();
+    let s = setup();
+    let file = s.repo.join("s.session/session");
+    let cat = |inject: &str| {
+        run_cmd(
+            Command::new("strace")
+                .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=read"])
+                .arg("-e")
+                .arg(inject)
+                .arg("-P")
+                .arg(&file)
+                .arg(common::mount::BIN)
+                .arg("--repo")
+                .arg(&s.repo)
+                .arg("cat")
+                .arg("s"),
+        )
+    };
+    let once = cat("inject=read:error=ESTALE:when=1");
+    assert!(once.status.success(), "{once:?}");
+    assert_eq!(verify(&once.stdout), Ok(OLD), "one whole checkpoint");
+    let always = cat("inject=read:error=ESTALE");
+    assert_eq!(always.status.code(), Some(1), "{always:?}");
+    assert_clear_error(
+        &always.stderr,
+        &["cannot read checkpoint", "Stale file handle"],
+    );
+    assert!(always.stdout.is_empty());
+}

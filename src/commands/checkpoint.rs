@@ -27,11 +27,24 @@ pub fn cat(repo: &Repository, id: &OsStr) -> Result<(), CommandError> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut buf = vec![0u8; 1 << 20];
+    let mut written = false;
+    let mut reopened = false;
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // On NFSv3, a checkpoint replaced and removed on the server
+            // between the open and the first read is a stale handle: open
+            // the newer one, once, while nothing of the old was printed.
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) && !written && !reopened => {
+                reopened = true;
+                match storage.open_checkpoint()? {
+                    Some(newer) => file = newer,
+                    None => return Ok(()),
+                }
+                continue;
+            }
             Err(e) => {
                 return Err(core::Error::io(
                     core::Op::ReadCheckpoint,
@@ -41,6 +54,7 @@ pub fn cat(repo: &Repository, id: &OsStr) -> Result<(), CommandError> {
                 .into());
             }
         };
+        written = true;
         match out.write_all(&buf[..n]) {
             Ok(()) => {}
             // `sessionfs cat ID | head` is not a failure.

@@ -115,7 +115,23 @@ impl SessionFs {
     }
 
     /// The `stat` of what `key` stands for, as the mount shows it.
+    /// The `stat` of what `key` names. Asking again by name is always safe,
+    /// so a stale NFS file handle (ESTALE: replaced and removed on the
+    /// server since the client looked it up) is retried once.
     pub(super) fn stat_key(&self, key: &NodeKey) -> FsResult<libc::stat> {
+        match self.stat_key_once(key) {
+            Err(e) if e.errno() == libc::ESTALE => {
+                log::debug!(
+                    "{}: stale file handle, asking again",
+                    self.path_of(key).display()
+                );
+                self.stat_key_once(key)
+            }
+            other => other,
+        }
+    }
+
+    fn stat_key_once(&self, key: &NodeKey) -> FsResult<libc::stat> {
         match key {
             NodeKey::Root => {
                 sys::fstat(self.repo_fd()).map_err(|e| FsError::io("stat", self.path_of(key), e))
