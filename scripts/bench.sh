@@ -21,7 +21,8 @@
 # --quick mode the walk (500 sessions) runs in column A only, to stay
 # under a minute.
 #
-# A full run takes about 20 minutes on 2 cores; --quick under 1 minute.
+# A full run takes about 30 minutes on 2 cores (the walks through today's
+# daemon take most of it); --quick under 1 minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
