@@ -3,7 +3,12 @@
 # commit latency (raw syscall floor, the core's save, the mount with and
 # without FUSE passthrough), read throughput of a 256 MiB checkpoint, `ls -l`
 # of a 10,000-session repository, the daemon's peak memory while a 1 GiB
-# checkpoint is written through it, and concurrent writers.
+# checkpoint is written through it, concurrent writers, and walks of a
+# 10,000-session repository (find, ls -lR, du -s, tar cf /dev/null; warm and
+# with dropped caches). bindfs is measured in the same run as an anchor for
+# the read, ls and walk rows (installed with apt if missing). Full mode also
+# runs `find` over 100,000 sessions and reads the daemon's peak memory after
+# it (column A only: the image has too few inodes for it).
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--no-loop]
 #
@@ -12,9 +17,12 @@
 # image in a loop device (made under target/, removed afterwards), where
 # replacing a large file is cheap even when the project's disk is mounted
 # with `discard`. --no-loop skips column B. Needs root (mounts) and
-# /dev/fuse. The table is also written to target/bench/report.md.
+# /dev/fuse. The table is also written to target/bench/report.md. In
+# --quick mode the walk (500 sessions) runs in column A only, to stay
+# under a minute.
 #
-# A full run takes about 10 minutes on 2 cores; --quick under 1 minute.
+# A full run takes about 30 minutes on 2 cores (the walks through today's
+# daemon take most of it); --quick under 1 minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -27,7 +35,7 @@ while [ $# -gt 0 ]; do
         --quick) quick=(--quick) ;;
         --rounds) rounds=(--rounds "$2"); shift ;;
         --no-loop) loop=0 ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -40,6 +48,16 @@ fi
 if [ "$(id -u)" -ne 0 ] && [ $loop = 1 ]; then
     echo "bench.sh: the journaled column needs root (losetup, mount); use --no-loop" >&2
     exit 1
+fi
+
+if ! command -v bindfs >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "bench.sh: installing bindfs (the anchor column)"
+        apt-get install -y -q bindfs >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bindfs >/dev/null; } ||
+            echo "bench.sh: cannot install bindfs: no anchor rows" >&2
+    else
+        echo "bench.sh: bindfs is missing (apt-get install bindfs): no anchor rows" >&2
+    fi
 fi
 
 cargo build --release --bins --examples
@@ -116,8 +134,12 @@ if [ $loop = 1 ]; then
     label_b="$(describe "$loop_mnt"), image on the project disk"
     echo
     echo "== column B: $label_b ($loop_mnt)"
+    # No 100,000-session walk here (half a million inodes); no walk at all
+    # in --quick mode (the minute).
+    phases_b=commit,read,ls,rss,writers,walk
+    [ ${#quick[@]} -gt 0 ] && phases_b=commit,read,ls,rss,writers
     "$bench" run --dir "$loop_mnt/work" --label "loop device: $label_b" --sessionfs "$sessionfs" \
-        --out "$out/journaled.tsv" "${quick[@]}" "${rounds[@]}"
+        --out "$out/journaled.tsv" --phases "$phases_b" "${quick[@]}" "${rounds[@]}"
     results+=("$out/journaled.tsv")
 fi
 

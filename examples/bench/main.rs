@@ -1,11 +1,13 @@
 //! The sessionfs benchmark: commit latency, read throughput, `ls -l` of a
-//! large repository, daemon memory and concurrent writers, measured side by
-//! side on one disk. `scripts/bench.sh` builds it and runs it on the
+//! large repository, daemon memory, concurrent writers and walks of the
+//! whole mount (`find`, `ls -lR`, `du`, `tar`), measured side by side on one
+//! disk, with bindfs as an anchor for the read, `ls` and walk rows. `scripts/bench.sh` builds it and runs it on the
 //! project's disk and on a journaled ext4 image, then merges the results.
 //!
 //! ```text
 //! bench run --dir WORK [--label TEXT] [--quick] [--rounds N] [--out FILE]
-//!           [--sessionfs PATH] [--phases commit,read,ls,rss,writers]
+//!           [--sessionfs PATH] [--walk-large-sessions N]
+//!           [--phases commit,read,ls,rss,writers,walk,walk-large]
 //! bench report FILE...      (one column per results file)
 //! ```
 //!
@@ -15,7 +17,9 @@
 //! medians as it goes. The machine is noisy, so every timed variant is
 //! interleaved with the others inside each round (A B C A B C …, the order
 //! rotating every round); a row's figure is the median of its per-round
-//! medians and its ratio is that median over the reference's.
+//! medians and its ratio is that median over the reference's. The walk
+//! phases live in `walk.rs`, the bindfs anchor in `anchor.rs`; `walk-large`
+//! (`find` over 100,000 sessions) runs in full mode only.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -32,6 +36,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use sessionfs::core::{Repository, Storage};
+
+mod anchor;
+mod walk;
+
+use anchor::Bindfs;
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -81,12 +90,15 @@ struct RunArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "commit,read,ls,rss,writers"
+        default_value = "commit,read,ls,rss,writers,walk,walk-large"
     )]
     phases: Vec<String>,
     /// Only these commit sizes (e.g. 4K,64M), for profiling one row
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
+    /// Sessions of the walk-large phase [default: 100000; none in --quick]
+    #[arg(long)]
+    walk_large_sessions: Option<usize>,
 }
 
 fn main() {
@@ -249,6 +261,19 @@ impl Mount {
         passthrough: bool,
         log: &Path,
     ) -> Res<Mount> {
+        Mount::start_logged(sessionfs, repo, mountpoint, passthrough, log, None)
+    }
+
+    /// As `start`, with the daemon's `RUST_LOG` set to `rust_log` (for
+    /// request counts from fuser's debug log; never for a timed daemon).
+    fn start_logged(
+        sessionfs: &Path,
+        repo: &Path,
+        mountpoint: &Path,
+        passthrough: bool,
+        log: &Path,
+        rust_log: Option<&str>,
+    ) -> Res<Mount> {
         fs::create_dir_all(mountpoint)?;
         let mountpoint = mountpoint.canonicalize()?;
         if is_mounted(&mountpoint) {
@@ -265,8 +290,11 @@ impl Mount {
         if !passthrough {
             cmd.arg("--no-passthrough");
         }
+        match rust_log {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
         let child = cmd
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -574,6 +602,10 @@ struct Plan {
     writers: Vec<usize>,
     writer_secs: f64,
     writer_rounds: usize,
+    walk_sessions: usize,
+    walk_rounds: usize,
+    /// Sessions of the `find` + daemon memory row; full mode only.
+    walk_large: Option<usize>,
 }
 
 impl Plan {
@@ -593,6 +625,9 @@ impl Plan {
                 writers: vec![1, 2, 4, 8],
                 writer_secs: 0.3,
                 writer_rounds: 1,
+                walk_sessions: 500,
+                walk_rounds: 1,
+                walk_large: None,
             }
         } else {
             Plan {
@@ -608,6 +643,9 @@ impl Plan {
                 writers: vec![1, 2, 4, 8],
                 writer_secs: 1.0,
                 writer_rounds: 3,
+                walk_sessions: 10_000,
+                walk_rounds: rounds.div_ceil(3),
+                walk_large: Some(100_000),
             }
         }
     }
@@ -639,7 +677,10 @@ fn run(args: RunArgs) -> Res<()> {
     let work = args.dir.canonicalize()?;
     let repo = work.join("repo");
     fs::create_dir_all(&repo)?;
-    let plan = Plan::new(args.quick, args.rounds);
+    let mut plan = Plan::new(args.quick, args.rounds);
+    if let Some(n) = args.walk_large_sessions {
+        plan.walk_large = Some(n);
+    }
     let mut ctx = Ctx {
         core: Repository::new(&repo),
         args: args.clone(),
@@ -672,6 +713,8 @@ fn run(args: RunArgs) -> Res<()> {
         .meta("ls_sessions", ctx.plan.ls_sessions.to_string());
     ctx.results
         .meta("rss_size", size_name(ctx.plan.rss_size).to_string());
+    ctx.results
+        .meta("walk_sessions", ctx.plan.walk_sessions.to_string());
 
     let phases = args.phases.clone();
     let want = |p: &str| phases.iter().any(|x| x == p);
@@ -713,6 +756,12 @@ fn run(args: RunArgs) -> Res<()> {
     }
     if want("rss") {
         bench_rss(&mut ctx)?;
+    }
+    if want("walk") {
+        walk::bench_walk(&mut ctx)?;
+    }
+    if want("walk-large") {
+        walk::bench_walk_large(&mut ctx)?;
     }
     println!("\ndone in {:.0} s", started.elapsed().as_secs_f64().round());
     if let Some(out) = &ctx.args.out {
@@ -876,16 +925,25 @@ fn bench_reads(ctx: &mut Ctx, pt: &Mount, fb: &Mount) -> Res<()> {
         size_name(size)
     );
     let data = random_bytes(size, 7);
-    let variants = ["direct", "mount-pt", "mount-fb"];
+    let bind = Bindfs::start(
+        &ctx.repo,
+        &ctx.work.join("mnt-bindfs"),
+        &ctx.work.join("bindfs-read.log"),
+    )?;
+    let mut variants = vec!["direct", "mount-pt", "mount-fb"];
+    if bind.is_some() {
+        variants.push("bindfs");
+    }
     let mut paths = Vec::new();
     let mut stores = Vec::new();
-    for v in variants {
+    for &v in &variants {
         let name = format!("bench-read-{v}");
         make_session(&ctx.repo, &name)?;
         let rel = format!("{name}.session/session");
-        paths.push(match v {
-            "direct" => ctx.repo.join(&rel),
-            "mount-pt" => pt.path(&rel),
+        paths.push(match (v, &bind) {
+            ("direct", _) => ctx.repo.join(&rel),
+            ("mount-pt", _) => pt.path(&rel),
+            ("bindfs", Some(b)) => b.path(&rel),
             _ => fb.path(&rel),
         });
         stores.push(storage(&ctx.core, &name)?);
@@ -954,6 +1012,7 @@ fn bench_reads(ctx: &mut Ctx, pt: &Mount, fb: &Mount) -> Res<()> {
             f.ratio.unwrap_or(f64::NAN)
         );
     }
+    drop(bind);
     for v in variants {
         drop_session(&ctx.repo, &format!("bench-read-{v}"));
     }
@@ -1139,8 +1198,19 @@ fn bench_ls(ctx: &mut Ctx) -> Res<()> {
             }
         })
     };
-    let variants = ["direct", "mount-pt", "mount-fb", "sessionfs list"];
-    let ops = [ls(&repo), ls(&pt.mountpoint), ls(&fb.mountpoint), list];
+    let bind = Bindfs::start(
+        &repo,
+        &ctx.work.join("mnt-ls-bindfs"),
+        &ctx.work.join("bindfs-ls.log"),
+    )?;
+    let mut variants = vec!["direct", "mount-pt", "mount-fb"];
+    let mut ops = vec![ls(&repo), ls(&pt.mountpoint), ls(&fb.mountpoint)];
+    if let Some(b) = &bind {
+        variants.push("bindfs");
+        ops.push(ls(&b.mountpoint));
+    }
+    variants.push("sessionfs list");
+    ops.push(list);
     for op in &ops {
         op()?; // warm the caches
     }
@@ -1262,6 +1332,8 @@ fn target(section: &str, row: &str, variant: &str) -> Option<(bool, f64)> {
         ("read", "first read after a commit", "mount-fb") => Some((false, 0.7)),
         ("read", "repeated reads", "mount-fb") => Some((false, 0.9)),
         ("ls", _, v) if v.starts_with("mount") => Some((true, 3.0)),
+        ("walk", _, v) if v.starts_with("mount") => Some((true, 3.0)),
+        ("rss", r, _) if r.starts_with("after find") => Some((true, 64.0)),
         ("rss", r, _) if !r.contains("baseline") => Some((true, 50.0)),
         _ => None,
     }
@@ -1289,6 +1361,7 @@ fn variant_label(section: &str, v: &str) -> String {
             "mount-pt" => "mount, passthrough",
             "mount-fb" => "mount, fallback (no passthrough)",
             "direct" => "direct",
+            "bindfs" => "bindfs (anchor)",
             other => other,
         };
         format!("{base}{fsync}")
@@ -1300,7 +1373,7 @@ fn variant_label(section: &str, v: &str) -> String {
                 ": open O_TRUNC, write, fsync, close",
             ),
         "ls" if v.starts_with("mount") => format!("ls -l, {}", path(v)),
-        "ls" if v == "direct" => "ls -l, direct".into(),
+        "ls" if v == "direct" || v == "bindfs" => format!("ls -l, {}", path(v)),
         "writers" if v == "core" => "core save (no mount)".into(),
         _ => path(v),
     }
@@ -1351,7 +1424,7 @@ fn target_text(section: &str, row: &str, variant: &str, cores: usize) -> String 
         };
     }
     match target(section, row, variant) {
-        Some((true, b)) if section == "rss" => format!("< {b:.0} MiB"),
+        Some((true, b)) if section == "rss" => format!("≤ {b:.0} MiB"),
         Some((true, b)) => format!("≤ {b}×"),
         Some((false, b)) => format!("≥ {b}×"),
         None => String::new(),
@@ -1400,8 +1473,13 @@ fn render(columns: &[Results]) -> String {
             "repository",
         ),
         (
+            "walk",
+            "Walking the whole repository: `find -type f`, `ls -lR`, `du -s`, `tar cf /dev/null` of Checkbox-like sessions (`session`, `io-logs/` with one file, `session-share/`); dropped caches = `drop_caches` 3 before each run (ratio = time / direct)",
+            "walk",
+        ),
+        (
             "rss",
-            "Daemon peak resident memory (VmHWM) while one checkpoint is written through a fresh daemon",
+            "Daemon peak resident memory (VmHWM) of a fresh daemon: while one checkpoint is written through it, and after `find` over the large repository",
             "checkpoint",
         ),
         (
@@ -1492,6 +1570,23 @@ fn render(columns: &[Results]) -> String {
             };
             let _ = writeln!(line, " {t} | {m} |");
             out.push_str(&line);
+        }
+        if section == "walk" {
+            let mut notes = String::new();
+            for (i, c) in columns.iter().enumerate() {
+                for key in ["walk_requests_cold", "walk_requests_warm"] {
+                    if let Some(note) = c.get_meta(key) {
+                        let l = (b'A' + i as u8) as char;
+                        let _ = writeln!(notes, "- column {l}: {note}");
+                    }
+                }
+            }
+            if !notes.is_empty() {
+                let _ = write!(
+                    out,
+                    "\nFUSE requests (fuser debug log of a separate daemon):\n\n{notes}"
+                );
+            }
         }
     }
     out
