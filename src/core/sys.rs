@@ -166,6 +166,36 @@ pub fn renameat(
     Ok(())
 }
 
+/// `mknodat(dir, name, mode, rdev)`.
+pub fn mknodat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid descriptor and C string.
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) })?;
+    Ok(())
+}
+
+/// `linkat(from_dir, from, to_dir, to, 0)`: with no flag, a symlink is
+/// linked itself, never followed.
+pub fn linkat(
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: valid descriptors and C strings.
+    check(unsafe {
+        libc::linkat(
+            from_dir.as_raw_fd(),
+            f.as_ptr(),
+            to_dir.as_raw_fd(),
+            t.as_ptr(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
 pub fn symlinkat(target: &OsStr, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let (t, n) = (cstr(target)?, cstr(name)?);
     // SAFETY: valid descriptor and C strings.
@@ -570,4 +600,31 @@ pub fn network_filesystem(fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>
         CEPH_SUPER_MAGIC => Some("CephFS"),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_with_nul_is_refused_before_any_system_call() {
+        let e = cstr(OsStr::new("a\0b")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn mknod_and_link_pass_the_errno_of_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = open_dir_path(dir.path()).unwrap();
+        mknodat(d.as_fd(), OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0).unwrap();
+        let st = lstatat(d.as_fd(), OsStr::new("fifo")).unwrap();
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFIFO);
+        let again = mknodat(d.as_fd(), OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0);
+        assert_eq!(again.unwrap_err().raw_os_error(), Some(libc::EEXIST));
+        linkat(d.as_fd(), OsStr::new("fifo"), d.as_fd(), OsStr::new("hard")).unwrap();
+        let st = lstatat(d.as_fd(), OsStr::new("hard")).unwrap();
+        assert_eq!(st.st_nlink, 2);
+        let missing = linkat(d.as_fd(), OsStr::new("none"), d.as_fd(), OsStr::new("x"));
+        assert_eq!(missing.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    }
 }

@@ -12,55 +12,13 @@
 //! made in the root, where only sessions live.
 
 use std::ffi::OsStr;
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 
 use super::attr::Attr;
 use super::creds::AsCaller;
 use super::inode::NodeKey;
 use super::{Caller, FsError, FsResult, SessionFs};
 use crate::core::sys;
-
-fn cstr(name: &OsStr) -> io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-fn mknodat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: `dir` is live for the call and `c` a valid C string.
-    let rc = unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn linkat(
-    from_dir: BorrowedFd<'_>,
-    from: &OsStr,
-    to_dir: BorrowedFd<'_>,
-    to: &OsStr,
-) -> io::Result<()> {
-    let (f, t) = (cstr(from)?, cstr(to)?);
-    // SAFETY: both descriptors are live for the call and both names valid
-    // C strings; no flag: a symlink is linked itself, never followed.
-    let rc = unsafe {
-        libc::linkat(
-            from_dir.as_raw_fd(),
-            f.as_ptr(),
-            to_dir.as_raw_fd(),
-            t.as_ptr(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
 
 impl SessionFs {
     /// The key of a new name `name` in `parent`, where a node may be made
@@ -117,7 +75,7 @@ impl SessionFs {
         let path = self.path_of(&key);
         {
             let _as = AsCaller::enter(caller).map_err(|e| FsError::io("mknod", &path, e))?;
-            mknodat(dir.as_fd(), &last, mode, rdev)
+            sys::mknodat(dir.as_fd(), &last, mode, rdev)
         }
         .map_err(|e| FsError::io("mknod", &path, e))?;
         self.made(key)
@@ -175,7 +133,7 @@ impl SessionFs {
         let path = self.path_of(&to);
         {
             let _as = AsCaller::enter(caller).map_err(|e| FsError::io("link", &path, e))?;
-            linkat(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
+            sys::linkat(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
         }
         .map_err(|e| FsError::io("link", &path, e))?;
         // The new name is the same inode, as on disk.
@@ -221,32 +179,5 @@ impl SessionFs {
         let ino = nodes.looked_up(key, st, pid);
         nodes.table.set_identity(ino, identity);
         ino
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_name_with_nul_is_refused_before_any_system_call() {
-        let e = cstr(OsStr::new("a\0b")).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
-    }
-
-    #[test]
-    fn mknod_and_link_pass_the_errno_of_the_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = sys::open_dir_path(dir.path()).unwrap();
-        mknodat(d.as_fd(), OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0).unwrap();
-        let st = sys::lstatat(d.as_fd(), OsStr::new("fifo")).unwrap();
-        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFIFO);
-        let again = mknodat(d.as_fd(), OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0);
-        assert_eq!(again.unwrap_err().raw_os_error(), Some(libc::EEXIST));
-        linkat(d.as_fd(), OsStr::new("fifo"), d.as_fd(), OsStr::new("hard")).unwrap();
-        let st = sys::lstatat(d.as_fd(), OsStr::new("hard")).unwrap();
-        assert_eq!(st.st_nlink, 2);
-        let missing = linkat(d.as_fd(), OsStr::new("none"), d.as_fd(), OsStr::new("x"));
-        assert_eq!(missing.unwrap_err().raw_os_error(), Some(libc::ENOENT));
     }
 }
