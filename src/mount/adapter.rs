@@ -121,6 +121,13 @@ fn reply_empty(op: &str, result: crate::fs::FsResult<()>, reply: ReplyEmpty) {
     }
 }
 
+fn reply_entry(fs: &SessionFs, op: &str, result: crate::fs::FsResult<Attr>, reply: ReplyEntry) {
+    match result {
+        Ok(a) => reply.entry(&fs.ttl(&a), &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
 /// Logs an error once, at its level, and gives its errno.
 fn errno(op: &str, e: &FsError) -> Errno {
     let level = e.log_level();
@@ -297,10 +304,12 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup_by(parent.0, name, req.pid()) {
-            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("lookup", &e)),
-        }
+        reply_entry(
+            &self.fs,
+            "lookup",
+            self.fs.lookup_by(parent.0, name, req.pid()),
+            reply,
+        );
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -363,10 +372,12 @@ impl Filesystem for Adapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mkdir(parent.0, name, mode & !umask, caller(req)) {
-            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("mkdir", &e)),
-        }
+        reply_entry(
+            &self.fs,
+            "mkdir",
+            self.fs.mkdir(parent.0, name, mode & !umask, caller(req)),
+            reply,
+        );
     }
 
     fn mknod(
@@ -381,13 +392,13 @@ impl Filesystem for Adapter {
     ) {
         // The file type bits are not the umask's to clear.
         let mode = mode & !(umask & 0o7777);
-        match self
-            .fs
-            .mknod(parent.0, name, mode, u64::from(rdev), caller(req))
-        {
-            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("mknod", &e)),
-        }
+        reply_entry(
+            &self.fs,
+            "mknod",
+            self.fs
+                .mknod(parent.0, name, mode, u64::from(rdev), caller(req)),
+            reply,
+        );
     }
 
     fn link(
@@ -398,10 +409,12 @@ impl Filesystem for Adapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.fs.link(ino.0, newparent.0, newname, caller(req)) {
-            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("link", &e)),
-        }
+        reply_entry(
+            &self.fs,
+            "link",
+            self.fs.link(ino.0, newparent.0, newname, caller(req)),
+            reply,
+        );
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -428,10 +441,12 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.fs.symlink(parent.0, link_name, target, caller(req)) {
-            Ok(a) => reply.entry(&self.fs.ttl(&a), &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("symlink", &e)),
-        }
+        reply_entry(
+            &self.fs,
+            "symlink",
+            self.fs.symlink(parent.0, link_name, target, caller(req)),
+            reply,
+        );
     }
 
     fn rename(
