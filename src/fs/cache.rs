@@ -110,20 +110,9 @@ impl SessionFs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::FsConfig;
+    use super::super::test_fixture::fs_with_sessions;
     use super::*;
-    use crate::core::Repository;
     use std::ffi::OsStr;
-
-    fn fs_with_sessions(names: &[&str]) -> (tempfile::TempDir, SessionFs) {
-        let dir = tempfile::tempdir().unwrap();
-        for n in names {
-            std::fs::create_dir(dir.path().join(n)).unwrap();
-        }
-        let fs =
-            SessionFs::new(Repository::new(dir.path()), FsConfig { read_only: false }).unwrap();
-        (dir, fs)
-    }
 
     /// A READDIRPLUS of the whole directory into a reply with room for
     /// `room` entries; the kernel forgets what it was sent afterwards when

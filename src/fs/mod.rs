@@ -290,3 +290,22 @@ impl SessionFs {
         sys::fstatvfs(self.repo_fd()).map_err(|e| FsError::io("statfs", self.repo.location(), e))
     }
 }
+
+/// The unit tests' filesystem over a fresh repository.
+#[cfg(test)]
+mod test_fixture {
+    use super::{FsConfig, SessionFs};
+    use crate::core::Repository;
+
+    /// A writable filesystem over a new repository holding the session
+    /// directories `names` (the directory lives as long as the `TempDir`).
+    pub(super) fn fs_with_sessions(names: &[&str]) -> (tempfile::TempDir, SessionFs) {
+        let dir = tempfile::tempdir().unwrap();
+        for n in names {
+            std::fs::create_dir(dir.path().join(n)).unwrap();
+        }
+        let fs =
+            SessionFs::new(Repository::new(dir.path()), FsConfig { read_only: false }).unwrap();
+        (dir, fs)
+    }
+}

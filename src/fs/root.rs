@@ -280,20 +280,9 @@ impl SessionFs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::FsConfig;
     use super::super::inode::ROOT;
+    use super::super::test_fixture::fs_with_sessions;
     use super::*;
-    use crate::core::Repository;
-
-    fn fs_with_sessions(names: &[&str]) -> (tempfile::TempDir, SessionFs) {
-        let dir = tempfile::tempdir().unwrap();
-        for n in names {
-            std::fs::create_dir(dir.path().join(n)).unwrap();
-        }
-        let fs =
-            SessionFs::new(Repository::new(dir.path()), FsConfig { read_only: false }).unwrap();
-        (dir, fs)
-    }
 
     fn listing(fs: &SessionFs, ino: u64, offset: u64) -> Vec<(u64, OsString)> {
         let fh = fs.opendir(ino).unwrap();
