@@ -62,8 +62,9 @@ fn unique_temporary_name() -> OsString {
     name
 }
 
-/// A uniquely named, locked temporary in the session directory. Dropping it
-/// removes it unless it was renamed into place.
+/// A uniquely named, locked temporary in the session directory. Its owner
+/// removes it ([`Temporary::remove`]) unless it was renamed into place: it
+/// holds no directory descriptor, so dropping it removes nothing.
 #[derive(Debug)]
 struct Temporary {
     file: File,
@@ -90,16 +91,16 @@ impl Temporary {
             placed: false,
         };
         // Locked so that another writer's clean-up can tell it is alive.
-        match sys::try_lock_exclusive(temp.file.as_fd()) {
-            Ok(sys::TryLock::Acquired) => Ok(temp),
+        let failed = match sys::try_lock_exclusive(temp.file.as_fd()) {
+            Ok(sys::TryLock::Acquired) => return Ok(temp),
             // Nobody else can know this name yet.
-            Ok(sys::TryLock::HeldByOther) => Err(Error::io(
-                Op::LockCheckpoint,
-                &temp.path,
-                io::Error::from_raw_os_error(libc::EAGAIN),
-            )),
-            Err(e) => Err(Error::io(Op::LockCheckpoint, &temp.path, e)),
-        }
+            Ok(sys::TryLock::HeldByOther) => io::Error::from_raw_os_error(libc::EAGAIN),
+            Err(e) => e,
+        };
+        // Not left behind for a later writer's clean-up to find.
+        let mut temp = temp;
+        temp.remove(lock.dir());
+        Err(Error::io(Op::LockCheckpoint, &temp.path, failed))
     }
 
     fn remove(&mut self, dir: BorrowedFd<'_>) {
