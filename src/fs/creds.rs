@@ -115,28 +115,27 @@ impl AsCaller {
     pub(super) fn enter(caller: Caller) -> io::Result<AsCaller> {
         // SAFETY: umask only swaps this thread's (now private) mask.
         let umask = own_fs_context().then(|| unsafe { libc::umask(0) });
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 || (caller.uid == 0 && caller.gid == 0) {
-            return Ok(AsCaller {
-                umask,
-                switched: false,
-                groups: Vec::new(),
-                fsgid: 0,
-            });
-        }
         let mut guard = AsCaller {
             umask,
             switched: false,
             groups: Vec::new(),
             fsgid: 0,
         };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 || (caller.uid == 0 && caller.gid == 0) {
+            return Ok(guard);
+        }
         guard.groups = own_groups()?;
+        // Known before anything changes, so that a failure below puts back
+        // the daemon's own filesystem gid, not a guess.
+        // SAFETY: -1 is invalid and only asks for the current id.
+        guard.fsgid = unsafe { libc::setfsgid(u32::MAX) } as u32;
         guard.switched = true;
         set_groups(&groups_of(caller.pid))?;
         // SAFETY: setfsgid/setfsuid change only this thread's filesystem
         // ids; they cannot fail for root (they return the previous id).
         unsafe {
-            guard.fsgid = libc::setfsgid(caller.gid) as u32;
+            libc::setfsgid(caller.gid);
             libc::setfsuid(caller.uid);
         }
         // Checked: setfsuid reports the previous id, not an error.
