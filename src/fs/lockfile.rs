@@ -33,13 +33,13 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::attr::Attr;
 use super::creds::AsCaller;
 use super::handles::Handle;
 use super::inode::{CreatedLock, NodeKey};
-use super::{Caller, FsError, FsResult, Opened, SessionFs};
+use super::{Caller, FsError, FsResult, Opened, SessionFs, lock};
 use crate::core::{SESSION_FILE, SESSION_NEXT_FILE, sys};
 
 /// How long a create waits for a break-lock that looks at the fresh file
@@ -53,8 +53,11 @@ pub(super) struct LockFile {
     pub(super) session: OsString,
     pub(super) file: File,
     pub(super) path: PathBuf,
-    /// The daemon holds the open file description lock now.
-    locked: AtomicBool,
+    /// The daemon holds the open file description lock now. A mutex, not
+    /// an atomic: the flag and the lock itself change together, so a
+    /// write racing the creator's close cannot leave the flag set with the
+    /// lock let go (a leaf lock, held only across one `fcntl`).
+    locked: Mutex<bool>,
     /// The process (thread group) that created it, when known.
     creator: Option<u32>,
 }
@@ -88,7 +91,8 @@ impl LockFile {
         if closer.is_some() && self.creator.is_some() && closer != self.creator {
             return;
         }
-        if self.locked.swap(false, Ordering::SeqCst)
+        let mut locked = lock(&self.locked);
+        if std::mem::replace(&mut *locked, false)
             && let Err(e) = sys::unlock(self.file.as_fd())
         {
             log::warn!("cannot let go of the lock {}: {e}", self.path.display());
@@ -97,13 +101,14 @@ impl LockFile {
 
     /// Written again through the same open file: a live writer once more.
     pub(super) fn written(&self) {
-        if !self.locked.load(Ordering::SeqCst)
+        let mut locked = lock(&self.locked);
+        if !*locked
             && matches!(
                 sys::try_lock_exclusive(self.file.as_fd()),
                 Ok(sys::TryLock::Acquired)
             )
         {
-            self.locked.store(true, Ordering::SeqCst);
+            *locked = true;
         }
     }
 }
@@ -184,7 +189,7 @@ impl SessionFs {
             session: s.to_os_string(),
             file,
             path,
-            locked: AtomicBool::new(locked),
+            locked: Mutex::new(locked),
             creator: process_of(caller.pid),
         }));
         self.nodes().open_files.opened(ino, fh);

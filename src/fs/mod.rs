@@ -44,15 +44,20 @@
 //!
 //! Lock order. [`SessionFs`] has three mutexes of its own (the handle
 //! table, the nodes, the view cache); besides, each open `session` write
-//! handle has one, each session's view slot one, and the `/proc` reader
-//! pool one:
+//! handle has one, each session's view slot one, each open `session.next`
+//! one, and the `/proc` reader pool and the late commits one each:
 //! 1. a write handle's state (`checkpoint::WriteHandle`), held for the
 //!    whole of a request on that handle, commit I/O included;
 //! 2. a view slot (`view`), held while one session's checkpoint decodes;
 //! 3. the handle table (`handles`);
 //! 4. the nodes (`inode::Nodes`: inode table, checkpoint inodes, pending
 //!    links, cached versions, vanished sessions);
-//! 5. the `/proc` reader pool (`dying`), a leaf.
+//! 5. the `/proc` reader pool (`dying`), a leaf;
+//! 6. whether the daemon holds an open `session.next`'s lock
+//!    (`lockfile::LockFile`), a leaf held across one `fcntl` only;
+//! 7. the marks of the late commits running (`late_commits`), a leaf: held
+//!    for a list operation or while waiting on its condition variable,
+//!    never across I/O.
 //!
 //! A lock may be taken while holding only locks above it in this list. In
 //! practice the handle table and the nodes are held for map operations
