@@ -1,10 +1,10 @@
 //! The fault seam under the commit protocol.
 //!
 //! Every step of a checkpoint commit, and of making a session, asks the
-//! repository's [`FaultSeam`] before it runs; the production seam ([`NoFaults`]) always says go. Tests
-//! install a seam that fails a chosen step, which proves that a failure
-//! between any two steps leaves the previous checkpoint intact and no
-//! `session.next` behind.
+//! repository's [`FaultSeam`] before it runs; the production seam
+//! ([`NoFaults`]) always says go. Tests install a seam that fails a chosen
+//! step, which proves that a failure between any two steps leaves the
+//! previous checkpoint intact and no `session.next` behind.
 
 use std::fmt;
 use std::io;
@@ -17,11 +17,11 @@ use std::sync::Mutex;
 pub enum Step {
     /// `openat(session.next, O_CREAT|O_EXCL)`.
     CreateNext,
-    /// A write into `session.next`.
+    /// A write into the writer's temporary (`.session.tmp-…`).
     Write,
-    /// `fsync` of `session.next`.
+    /// `fsync` of the temporary (or of the file `commit_file` commits).
     SyncFile,
-    /// `renameat(session.next, session)`.
+    /// `renameat(temporary, session)`.
     Rename,
     /// `fsync` of the session directory.
     SyncDir,

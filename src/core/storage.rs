@@ -28,8 +28,9 @@ use super::sys;
 
 /// The committed checkpoint's file name.
 pub const SESSION_FILE: &str = "session";
-/// The file a checkpoint is written to before it is renamed over `session`;
-/// its existence is the lock.
+/// The session's lock: its existence is the lock (created with `O_EXCL`).
+/// Plainbox writes its checkpoint into it and renames it over `session`;
+/// sessionfs writes into a temporary of its own (see `core/writer.rs`).
 pub const SESSION_NEXT_FILE: &str = "session.next";
 /// The directories created inside every new plainbox session (a Checkbox
 /// repository adds `session-share`: see [`crate::core::name::Layout`]).
