@@ -406,6 +406,21 @@ fn an_unprivileged_caller_gets_what_the_disk_would_give_them() {
     assert_eq!(errno_of(d.fs.setattr(secret, None, chmod, u)), libc::EPERM);
     // Its own file may be setuid (to itself), as on disk.
     assert_eq!(d.fs.setattr(ino, None, chmod, u).unwrap().perm, 0o4777);
+    // A chown that also clears the set-id bits (as the kernel asks of a
+    // chown by a non-owner) is still the caller's chown: refused, and
+    // root's setuid file stays as it was.
+    let suid = d.path(S).join("suid");
+    std::fs::write(&suid, b"").unwrap();
+    std::fs::set_permissions(&suid, PermissionsExt::from_mode(0o6755)).unwrap();
+    let suid_ino = d.lookup(dir, "suid").unwrap().ino;
+    let take = SetAttr {
+        uid: Some(4321),
+        mode: Some(0o755),
+        ..SetAttr::default()
+    };
+    assert_eq!(errno_of(d.fs.setattr(suid_ino, None, take, u)), libc::EPERM);
+    let m = std::fs::symlink_metadata(&suid).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o6755));
 }
 
 #[test]

@@ -124,10 +124,18 @@ fn timespec(t: Option<TimeSet>) -> libc::timespec {
     }
 }
 
-/// True when changing `st`'s mode to `mode` only clears its setuid and
-/// setgid bits: what the kernel asks after a write or truncate by a
-/// process that is not the owner.
-fn only_drops_privileges(st: &libc::stat, mode: u32) -> bool {
+/// True when `set` changes no owner and changes `st`'s mode only by
+/// clearing its setuid and setgid bits: what the kernel asks after a write
+/// or truncate by a process that is not the owner. A `chown` by a non-owner
+/// also clears them, in the same request: it must still be made as the
+/// caller, or anyone could take over a setuid file.
+fn only_drops_privileges(st: &libc::stat, set: &SetAttr) -> bool {
+    let Some(mode) = set.mode else {
+        return false;
+    };
+    if set.uid.is_some() || set.gid.is_some() {
+        return false;
+    }
     let old = st.st_mode & 0o7777;
     let new = mode & 0o7777;
     new != old && new & !old == 0 && (old ^ new) & !(libc::S_ISUID | libc::S_ISGID) == 0
@@ -239,7 +247,7 @@ impl SessionFs {
                     .and_then(|()| self.getattr(ino, fh));
             }
             let st = sys::lstatat(dir.as_fd(), &name).map_err(|e| FsError::io("stat", &path, e))?;
-            let _as = if set.mode.is_some_and(|m| only_drops_privileges(&st, m)) {
+            let _as = if only_drops_privileges(&st, &set) {
                 // The kernel clearing setuid/setgid after a write or
                 // truncate by someone who is not the owner: allowed to
                 // anyone, as the disk's own kernel does it.
@@ -287,7 +295,7 @@ impl SessionFs {
         caller: Caller,
     ) -> FsResult<()> {
         let st = sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", path, e))?;
-        let _as = if set.mode.is_some_and(|m| only_drops_privileges(&st, m)) {
+        let _as = if only_drops_privileges(&st, &set) {
             None
         } else {
             Some(AsCaller::enter(caller).map_err(|e| FsError::io("setattr", path, e))?)
