@@ -22,7 +22,7 @@ use super::creds::AsCaller;
 use super::handles::Handle;
 use super::inode::NodeKey;
 use super::{Caller, FsError, FsResult, Opened, SessionFs};
-use crate::core::{SESSION_NEXT_FILE, sys};
+use crate::core::{SESSION_FILE, sys};
 
 /// The open flags passed on to a plain file.
 const PASSED_FLAGS: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_NONBLOCK;
@@ -123,7 +123,9 @@ pub(super) fn check_room(file: &File, dir: &Path) -> FsResult<()> {
     {
         return Ok(());
     }
-    let path = dir.join(SESSION_NEXT_FILE);
+    // The file is the writer's temporary: errors name the checkpoint it
+    // is about to become.
+    let path = dir.join(SESSION_FILE);
     let st = sys::fstat(file.as_fd()).map_err(|e| FsError::io("stat", &path, e))?;
     let block = st.st_blksize.max(512);
     let end = (st.st_size + block - 1) / block * block;
