@@ -222,7 +222,9 @@ impl Adapter {
                     return;
                 }
                 BackingChoice::Conflict => {
-                    let _ = self.fs.release(opened.fh);
+                    if let Err(e) = self.fs.release(opened.fh) {
+                        errno(op, &e);
+                    }
                     log::info!(
                         "{op}: refused: the file is open as another version through the same descriptor"
                     );
