@@ -26,9 +26,9 @@ use std::path::Path;
 use super::attr::{Attr, Kind};
 use super::creds::AsCaller;
 use super::handles::Handle;
-use super::inode::{NodeKey, ROOT};
+use super::inode::{NodeKey, ROOT, never_shown_in_session};
 use super::{Caller, DirEntries, DirEntry, FsError, FsResult, SessionFs};
-use crate::core::{SESSION_FILE, is_checkpoint_temporary, is_nfs_leftover, sys};
+use crate::core::{SESSION_FILE, sys};
 use crate::decode::VIEW_NAME;
 
 impl SessionFs {
@@ -104,7 +104,8 @@ impl SessionFs {
         let mut has_checkpoint = false;
         let mut found = Vec::with_capacity(names.len());
         for name in names {
-            if in_session && (is_checkpoint_temporary(&name) || is_nfs_leftover(&name)) {
+            // Skipped before their stat; `NodeKey::child` hides them too.
+            if in_session && never_shown_in_session(&name) {
                 continue;
             }
             let st = match sys::lstatat(dir.as_fd(), &name) {

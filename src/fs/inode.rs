@@ -56,6 +56,13 @@ pub(crate) enum NodeKey {
     Child(OsString, PathBuf),
 }
 
+/// Names a session directory of the mount never shows: a checkpoint
+/// writer's temporary (live or left by a crash) and an NFS client's
+/// `.nfsXXXX` of a file removed while open.
+pub(super) fn never_shown_in_session(name: &OsStr) -> bool {
+    is_checkpoint_temporary(name) || is_nfs_leftover(name)
+}
+
 impl NodeKey {
     /// The key of `rel` inside the session directory `session`.
     pub fn inside(session: OsString, rel: PathBuf) -> NodeKey {
@@ -93,7 +100,7 @@ impl NodeKey {
     pub fn child(&self, name: &OsStr) -> Option<NodeKey> {
         match self {
             NodeKey::Root => Some(NodeKey::Session(name.to_os_string())),
-            NodeKey::Session(_) if is_checkpoint_temporary(name) || is_nfs_leftover(name) => None,
+            NodeKey::Session(_) if never_shown_in_session(name) => None,
             NodeKey::Session(s) => Some(NodeKey::inside(s.clone(), PathBuf::from(name))),
             NodeKey::LastSession | NodeKey::PendingLink(_) => None,
             NodeKey::Checkpoint(_) | NodeKey::Lock(_) | NodeKey::View(_) | NodeKey::Child(..) => {
