@@ -55,6 +55,10 @@ pub(crate) struct CheckpointLock {
     file: File,
     dev: u64,
     ino: u64,
+    /// Owner, group and mode `session.next` was created with: those of any
+    /// file this process creates in the session directory with
+    /// `DEFAULT_MODE` (the same umask and setgid-directory rules apply).
+    pub(crate) created: (u32, u32, u32),
     held: bool,
 }
 
@@ -80,6 +84,7 @@ impl CheckpointLock {
             file: File::from(fd),
             dev: st.st_dev,
             ino: st.st_ino,
+            created: (st.st_uid, st.st_gid, st.st_mode & 0o7777),
             held: true,
         };
         // Between our create and our lock, whoever holds a lock on *our*

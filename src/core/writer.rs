@@ -169,8 +169,9 @@ impl CheckpointWriter {
     ) -> Result<()> {
         let path = &self.data.path;
         let err = |e| Error::io(Op::SetOwnerAndMode, path, e);
-        let st = sys::fstat(self.data.file.as_fd()).map_err(|e| Error::io(Op::Stat, path, e))?;
-        let (uid, gid, mode) = (st.st_uid, st.st_gid, st.st_mode & 0o7777);
+        // The temporary was made like the lock, so it has the lock's owner
+        // and mode: no second fstat on every commit.
+        let (uid, gid, mode) = self.lock.created;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
         let fd = self.data.file.as_fd();
