@@ -341,6 +341,7 @@ impl CommandLine {
                 allow_other: args.allow_other,
                 auto_unmount: args.auto_unmount,
                 threads: args.threads,
+                max_watches: None,
                 passthrough: !args.no_passthrough,
                 log_file: args.log_file,
                 options: args.options,

@@ -131,6 +131,8 @@ pub struct MountRequest {
     pub auto_unmount: bool,
     pub threads: usize,
     pub passthrough: bool,
+    /// `-o max_watches=N`.
+    pub max_watches: Option<usize>,
     pub log_file: Option<PathBuf>,
     /// The `-o` arguments, each comma-separated, as given.
     pub options: Vec<String>,

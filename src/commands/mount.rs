@@ -22,6 +22,7 @@ pub fn mount(repo: Repository, mut request: MountRequest) -> Result<(), CommandE
         auto_unmount: request.auto_unmount,
         threads: request.threads,
         passthrough: request.passthrough,
+        max_watches: request.max_watches,
         log_file: request.log_file,
         ready_fd: request.ready_fd,
         daemon_args: request.daemon_args,

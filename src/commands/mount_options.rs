@@ -31,6 +31,8 @@ pub enum Effect {
     Threads,
     /// `--log-file PATH`.
     LogFile,
+    /// How many directories the daemon watches at most.
+    MaxWatches,
 }
 
 /// Where an option is listed.
@@ -145,6 +147,13 @@ pub const OPTIONS: &[MountOption] = &[
         Listed::Own,
         "where the background daemon logs (--log-file)",
     ),
+    opt(
+        "max_watches",
+        Some("N"),
+        Effect::MaxWatches,
+        Listed::Own,
+        "watch at most N directories for changes made outside the mount; the kernel caches the others only briefly (default: as many as fs.inotify.max_user_watches allows)",
+    ),
     opt("allow_root", None, Effect::AllowOther, Listed::Quiet, ""),
     quiet("dev"),
     quiet("nodev"),
@@ -180,7 +189,7 @@ pub fn is_known(opt: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OptionError {
     Unknown(String),
-    /// `threads=` with something other than a number.
+    /// `threads=` or `max_watches=` with something other than a number.
     NotANumber(String),
 }
 
@@ -200,7 +209,8 @@ impl fmt::Display for OptionError {
                 )
             }
             OptionError::NotANumber(opt) => {
-                write!(f, "invalid mount option {opt:?}: threads takes a number")
+                let name = opt.split('=').next().unwrap_or(opt);
+                write!(f, "invalid mount option {opt:?}: {name} takes a number")
             }
         }
     }
@@ -230,6 +240,13 @@ pub fn apply(request: &mut MountRequest) -> Result<(), OptionError> {
                     .map_err(|_| OptionError::NotANumber(opt.to_string()))?;
             }
             Effect::LogFile => request.log_file = Some(PathBuf::from(value)),
+            Effect::MaxWatches => {
+                request.max_watches = Some(
+                    value
+                        .parse()
+                        .map_err(|_| OptionError::NotANumber(opt.to_string()))?,
+                );
+            }
         }
     }
     Ok(())
@@ -296,6 +313,7 @@ mod tests {
             allow_other: false,
             auto_unmount: false,
             threads: 8,
+            max_watches: None,
             passthrough: true,
             log_file: None,
             options: options.iter().map(|s| s.to_string()).collect(),
@@ -322,7 +340,7 @@ mod tests {
         assert_eq!(
             apply(&mut r).unwrap_err().to_string(),
             "unknown mount option \"frobnicate\" (known: ro, rw, allow_other, auto_unmount, \
-             default_permissions, threads=N, no_passthrough, log_file=PATH)"
+             default_permissions, threads=N, no_passthrough, log_file=PATH, max_watches=N)"
         );
         let mut r = request(&["threads=many"]);
         assert_eq!(

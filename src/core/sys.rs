@@ -602,6 +602,115 @@ pub fn network_filesystem(fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>
     })
 }
 
+/// A new inotify instance (`IN_CLOEXEC`).
+pub fn inotify_init() -> io::Result<OwnedFd> {
+    // SAFETY: inotify_init1 takes only flags; it returns a new descriptor
+    // or -1.
+    let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by inotify_init1 and is owned by nobody
+    // else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Watches the directory open as `dir` (by its descriptor, so no path is
+/// resolved again and no symlink can redirect the watch); returns the
+/// watch descriptor.
+pub fn inotify_watch_dir(
+    inotify: BorrowedFd<'_>,
+    dir: BorrowedFd<'_>,
+    mask: u32,
+) -> io::Result<i32> {
+    let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid inotify descriptor and a NUL-terminated path; the
+    // magic link names `dir`, which stays open for the call.
+    check(unsafe { libc::inotify_add_watch(inotify.as_raw_fd(), path.as_ptr(), mask) })
+}
+
+/// Stops the watch `wd`.
+pub fn inotify_unwatch(inotify: BorrowedFd<'_>, wd: i32) -> io::Result<()> {
+    // SAFETY: plain integers; a stale `wd` just fails with EINVAL.
+    check(unsafe { libc::inotify_rm_watch(inotify.as_raw_fd(), wd) })?;
+    Ok(())
+}
+
+/// One read of a descriptor into `buf`, retried when interrupted.
+pub fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is writable for its whole length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One inotify event: the watch, what happened, and the name in the
+/// watched directory it happened to (empty: the directory itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InotifyEvent<'a> {
+    pub wd: i32,
+    pub mask: u32,
+    pub name: &'a OsStr,
+}
+
+/// The events in a buffer read from an inotify descriptor; a torn record
+/// at the end is ignored, not misread.
+pub fn inotify_events(mut buf: &[u8]) -> Vec<InotifyEvent<'_>> {
+    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
+    let mut out = Vec::new();
+    while buf.len() >= HEADER {
+        // SAFETY: at least HEADER bytes remain; read_unaligned copes with
+        // any alignment of the kernel's packed records.
+        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+        let end = HEADER + ev.len as usize;
+        if end > buf.len() {
+            break;
+        }
+        let name = &buf[HEADER..end];
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        out.push(InotifyEvent {
+            wd: ev.wd,
+            mask: ev.mask,
+            name: OsStr::from_bytes(name),
+        });
+        buf = &buf[end..];
+    }
+    out
+}
+
+/// An event record as the kernel lays it out (for tests of event readers).
+#[doc(hidden)]
+pub fn inotify_record(wd: i32, mask: u32, name: &str) -> Vec<u8> {
+    let mut padded = name.as_bytes().to_vec();
+    if !padded.is_empty() {
+        padded.push(0);
+        while !padded.len().is_multiple_of(16) {
+            padded.push(0);
+        }
+    }
+    let ev = libc::inotify_event {
+        wd,
+        mask,
+        cookie: 0,
+        len: padded.len() as u32,
+    };
+    let mut out = Vec::new();
+    // SAFETY: inotify_event is plain old data; its bytes are readable.
+    out.extend_from_slice(unsafe {
+        std::slice::from_raw_parts(
+            (&ev as *const libc::inotify_event).cast::<u8>(),
+            std::mem::size_of::<libc::inotify_event>(),
+        )
+    });
+    out.extend_from_slice(&padded);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,5 +735,33 @@ mod tests {
         assert_eq!(st.st_nlink, 2);
         let missing = linkat(d.as_fd(), OsStr::new("none"), d.as_fd(), OsStr::new("x"));
         assert_eq!(missing.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn inotify_records_are_read_whole_and_a_torn_one_is_left() {
+        let mut batch = inotify_record(1, libc::IN_CREATE, "new.session");
+        batch.extend(inotify_record(2, libc::IN_ATTRIB, ""));
+        let events = inotify_events(&batch);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].name, OsStr::new("new.session"));
+        assert_eq!((events[1].wd, events[1].name), (2, OsStr::new("")));
+        let mut torn = inotify_record(3, libc::IN_DELETE, "gone.session");
+        torn.truncate(20);
+        assert!(inotify_events(&torn).is_empty());
+    }
+
+    #[test]
+    fn a_directory_is_watched_through_its_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let inotify = inotify_init().unwrap();
+        let d = open_dir_path(dir.path()).unwrap();
+        let wd = inotify_watch_dir(inotify.as_fd(), d.as_fd(), libc::IN_CREATE).unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let mut buf = [0u8; 4096];
+        let n = read_some(inotify.as_fd(), &mut buf).unwrap();
+        let events = inotify_events(&buf[..n]);
+        assert_eq!(events[0].wd, wd);
+        assert_eq!(events[0].name, OsStr::new("f"));
+        inotify_unwatch(inotify.as_fd(), wd).unwrap();
     }
 }

@@ -1,64 +1,135 @@
 //! What the kernel may cache, and for how long: the TTL of each reply's
-//! attributes and entry, and the lookups a listing with attributes
-//! (READDIRPLUS) hands the kernel.
+//! attributes and entry, whether a directory's listing may be cached, and
+//! the lookups a listing with attributes (READDIRPLUS) hands the kernel.
 //!
 //! Invariants:
-//! - files and links are never cached: a checkpoint committed outside the
-//!   mount, or a re-pointed `last-session`, is seen at the next look;
-//! - only the root and session directories are cached, briefly; what is
-//!   inside a session directory never is;
+//! - long caching only where the daemon is told of every change (see
+//!   `watch`): a name inside a watched directory, and a directory whose own
+//!   listing is watched too; everything else keeps the short times that
+//!   need no watch (on a network filesystem, past the watch limit, in a
+//!   mount that does not watch);
+//! - `session`, `session.next`, the decoded views and `last-session` are
+//!   never cached, nor any file directly in a session directory (one may
+//!   be renamed onto `session`): a checkpoint committed outside the mount,
+//!   or a re-pointed `last-session`, is seen at the next look;
+//! - the root's listing is never cached, and its attributes only briefly;
 //! - every entry a READDIRPLUS reply carries (but `.` and `..`) is one
 //!   lookup the kernel holds, and none that it does not carry is counted:
 //!   an entry the reply had no room for is forgotten again at once, and a
 //!   failed listing forgets all it counted.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
 use super::attr::{Attr, Kind};
 use super::inode::{NodeKey, ROOT};
 use super::{DirEntry, FsError, FsResult, SessionFs};
 
-/// Files and links: never cached.
+/// Never cached.
 const TTL: Duration = Duration::ZERO;
 
-/// Session directories may be cached for a second: their names are path
-/// lookups the kernel otherwise repeats for every permission check (each
-/// open of a `session`, each `stat` of `ls -l`), and a listing of the root
-/// hands them to the kernel with their attributes (READDIRPLUS), so `ls -l`
-/// needs no lookup per session. The root's contents (`readdir`) are always
-/// read fresh, so a session created or removed outside still appears or
-/// vanishes at the next `ls`; the entry of one removed outside is dropped
-/// from the kernel's cache as soon as the daemon's watch of the repository
-/// sees it go (see `mount::watch`), or else by the next listing.
+/// What a watched directory holds: the watch drops it from the kernel's
+/// cache at each change, so the time only bounds how long an unused entry
+/// stays.
+const WATCHED_TTL: Duration = Duration::from_secs(3600);
+
+/// Session directories not watched may be cached for a second: their names
+/// are path lookups the kernel otherwise repeats for every permission
+/// check (each open of a `session`, each `stat` of `ls -l`), and a listing
+/// of the root hands them to the kernel with their attributes
+/// (READDIRPLUS), so `ls -l` needs no lookup per session. The root's
+/// contents (`readdir`) are always read fresh, so a session created or
+/// removed outside still appears or vanishes at the next `ls`; the entry of
+/// one removed outside is dropped from the kernel's cache as soon as the
+/// daemon's watch of the repository sees it go (see `watch`), or else by
+/// the next listing.
 const SESSION_DIR_TTL: Duration = Duration::from_secs(1);
 
 /// The root's attributes may be cached briefly: with `default_permissions`
 /// every path walk checks the root's mode, which would otherwise cost a
 /// round trip per path (three per entry of `ls -l`). Changes made outside
-/// the mount drop them at once (see `mount::watch`). Short, so that `stat`
-/// of a mountpoint whose daemon was killed fails (ENOTCONN) almost at once.
+/// the mount drop them at once (see `watch`). Short, so that `stat` of a
+/// mountpoint whose daemon was killed fails (ENOTCONN) almost at once.
 const ROOT_TTL: Duration = Duration::from_millis(100);
+
+/// The directory a key inside a session directory is in.
+fn parent_key(key: &NodeKey) -> Option<NodeKey> {
+    let (session, rel) = key.in_session()?;
+    match rel.parent() {
+        Some(p) if p != Path::new("") => {
+            Some(NodeKey::inside(session.to_os_string(), p.to_path_buf()))
+        }
+        _ => Some(NodeKey::Session(session.to_os_string())),
+    }
+}
 
 impl SessionFs {
     /// How long the kernel may keep `attr` (and the entry it came with).
     pub fn ttl(&self, attr: &Attr) -> Duration {
-        match attr.kind {
-            Kind::Directory if attr.ino == ROOT => ROOT_TTL,
-            Kind::Directory if self.is_session_dir(attr.ino) => SESSION_DIR_TTL,
-            Kind::Directory
-            | Kind::File
-            | Kind::Symlink
-            | Kind::NamedPipe
-            | Kind::CharDevice
-            | Kind::BlockDevice
-            | Kind::Socket => TTL,
+        if attr.ino == ROOT {
+            return ROOT_TTL;
+        }
+        let (key, parent) = {
+            let nodes = self.nodes();
+            let Some(key) = nodes.table.key(attr.ino) else {
+                return TTL;
+            };
+            let parent = parent_key(&key).and_then(|p| nodes.table.find(&p));
+            (key, parent)
+        };
+        let is_dir = attr.kind == Kind::Directory;
+        match &key {
+            NodeKey::Session(_) if self.is_watched(ROOT) && self.is_watched(attr.ino) => {
+                WATCHED_TTL
+            }
+            NodeKey::Session(_) => SESSION_DIR_TTL,
+            NodeKey::Child(..) if super::iolog_view::record_of(&key).is_some() => TTL,
+            // A file directly in a session directory may be renamed onto
+            // `session` through the mount (the editor's commit), and the
+            // kernel moves its entry, time and all, to that name, which
+            // must never be cached: such files are not cached either.
+            NodeKey::Child(_, rel) if !is_dir && rel.components().count() == 1 => TTL,
+            NodeKey::Child(..)
+                if parent.is_some_and(|p| self.is_watched(p))
+                    && (!is_dir || self.is_watched(attr.ino)) =>
+            {
+                WATCHED_TTL
+            }
+            NodeKey::Child(..)
+            | NodeKey::Root
+            | NodeKey::LastSession
+            | NodeKey::PendingLink(_)
+            | NodeKey::Checkpoint(_)
+            | NodeKey::Lock(_)
+            | NodeKey::View(_) => TTL,
         }
     }
 
-    /// True when `ino` stands for a session directory (a child of the
-    /// root).
-    fn is_session_dir(&self, ino: u64) -> bool {
-        matches!(self.nodes().table.key(ino), Some(NodeKey::Session(_)))
+    /// Whether the kernel may ever keep the entry of `key` (a name it never
+    /// keeps needs no invalidation).
+    pub(super) fn entry_is_cached(&self, key: &NodeKey) -> bool {
+        match key {
+            NodeKey::Session(_) => true,
+            NodeKey::Child(..) => super::iolog_view::record_of(key).is_none(),
+            NodeKey::Root
+            | NodeKey::LastSession
+            | NodeKey::PendingLink(_)
+            | NodeKey::Checkpoint(_)
+            | NodeKey::Lock(_)
+            | NodeKey::View(_) => false,
+        }
+    }
+
+    /// Whether the kernel may keep the listing of the directory `ino`
+    /// between opens: only where the watch tells it of every change.
+    pub fn listing_cacheable(&self, ino: u64) -> bool {
+        ino != ROOT
+            && matches!(
+                self.nodes().table.key(ino),
+                Some(NodeKey::Session(_) | NodeKey::Child(..))
+            )
+            && self.is_watched(ino)
     }
 
     /// A listing with attributes (READDIRPLUS) of the open directory `fh`
@@ -194,15 +265,58 @@ mod tests {
             "inside a session: never cached"
         );
     }
+
+    #[test]
+    fn what_a_watch_covers_is_cached_long_and_the_rest_as_without_one() {
+        let (dir, fs) = fs_with_sessions(&["a.session", "b.session"]);
+        for s in ["a.session", "b.session"] {
+            std::fs::create_dir(dir.path().join(s).join("io-logs")).unwrap();
+            std::fs::write(dir.path().join(s).join("io-logs/job.log"), b"x").unwrap();
+            std::fs::write(dir.path().join(s).join("session"), b"{}").unwrap();
+        }
+        // Room for the root, a.session and its io-logs only.
+        fs.start_watching(Some(3)).unwrap();
+        let walk = |s: &str| {
+            let session = fs.lookup_by(ROOT, OsStr::new(s), 0).unwrap();
+            let logs = fs.lookup_by(session.ino, OsStr::new("io-logs"), 0).unwrap();
+            let job = fs.lookup_by(logs.ino, OsStr::new("job.log"), 0).unwrap();
+            let cp = fs.lookup_by(session.ino, OsStr::new("session"), 0).unwrap();
+            (session, logs, job, cp)
+        };
+        let (session, logs, job, cp) = walk("a.session");
+        assert_eq!(fs.ttl(&session), WATCHED_TTL);
+        assert_eq!(fs.ttl(&logs), WATCHED_TTL);
+        assert_eq!(fs.ttl(&job), WATCHED_TTL);
+        assert_eq!(fs.ttl(&cp), Duration::ZERO, "the checkpoint: never");
+        std::fs::write(dir.path().join("a.session/draft"), b"d").unwrap();
+        let draft = fs.lookup_by(session.ino, OsStr::new("draft"), 0).unwrap();
+        assert_eq!(
+            fs.ttl(&draft),
+            Duration::ZERO,
+            "a file that may become the checkpoint: never"
+        );
+        assert!(fs.listing_cacheable(session.ino) && fs.listing_cacheable(logs.ino));
+        assert!(!fs.listing_cacheable(ROOT), "the root's listing: never");
+
+        let (session, logs, job, cp) = walk("b.session");
+        assert_eq!(fs.ttl(&session), SESSION_DIR_TTL);
+        assert_eq!(fs.ttl(&logs), Duration::ZERO);
+        assert_eq!(fs.ttl(&job), Duration::ZERO);
+        assert_eq!(fs.ttl(&cp), Duration::ZERO);
+        assert!(!fs.listing_cacheable(session.ino) && !fs.listing_cacheable(logs.ino));
+    }
 }
 
 /// What the kernel should forget of what it caches, sent by whoever learns
 /// of a change it was not told of (the repository watch, a listing that
 /// finds a session gone) to the one thread that tells the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Invalidation {
-    /// The root's cached attributes.
-    RootAttributes,
-    /// The cached entry of a name in the root.
-    Entry(std::ffi::OsString),
+    /// The cached attributes of an inode.
+    Attributes(u64),
+    /// The cached attributes and contents of an inode: a file's pages, a
+    /// directory's listing.
+    Contents(u64),
+    /// The cached entry of a name in a directory.
+    Entry { parent: u64, name: OsString },
 }

@@ -14,8 +14,9 @@
 //!   into place (`lockfile`); a rename of `session` is refused;
 //! - every other change of a name inside a session directory is made as
 //!   the caller (`creds`), so the disk's own rules apply to it;
-//! - a listing is one snapshot, taken at `opendir`; each lookup it counts
-//!   is one the kernel holds (see `cache`);
+//! - a listing is one snapshot, taken at `opendir` (the root) or its first
+//!   read (any other directory); each lookup it counts is one the kernel
+//!   holds (see `cache`);
 //! - the decoded view `session.json` comes first in a session's listing
 //!   when it exists, so `rm -r` meets it while `session` still exists.
 
@@ -25,11 +26,27 @@ use std::path::Path;
 
 use super::attr::{Attr, Kind};
 use super::creds::AsCaller;
-use super::handles::Handle;
+use super::handles::{Handle, Listing};
 use super::inode::{NodeKey, ROOT, never_shown_in_session};
 use super::{Caller, DirEntries, DirEntry, FsError, FsResult, SessionFs};
 use crate::core::{SESSION_FILE, sys};
 use crate::decode::VIEW_NAME;
+
+/// `.` and `..` of the directory `ino`.
+fn dot_entries(ino: u64) -> Vec<DirEntry> {
+    vec![
+        DirEntry {
+            ino,
+            kind: Kind::Directory,
+            name: ".".into(),
+        },
+        DirEntry {
+            ino: ROOT,
+            kind: Kind::Directory,
+            name: "..".into(),
+        },
+    ]
+}
 
 impl SessionFs {
     /// A lookup made by process (thread) `pid` (0: unknown).
@@ -42,12 +59,24 @@ impl SessionFs {
         }
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         let st = self.stat_key(&key)?;
+        let dir_key = sys::is_dir(&st).then(|| key.clone());
         let ino = self.looked_up_linked(key, &st, pid);
+        if let Some(dir_key) = dir_key {
+            // Before the reply: what the kernel caches of it is watched.
+            self.watch_dir(ino, &dir_key, None);
+        }
         Ok(Attr::from_stat(ino, &st))
     }
 
     pub fn forget(&self, ino: u64, n: u64) {
-        self.nodes().forget(ino, n);
+        let gone = {
+            let mut nodes = self.nodes();
+            nodes.forget(ino, n);
+            nodes.table.key(ino).is_none()
+        };
+        if gone {
+            self.unwatch(ino);
+        }
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<OsString> {
@@ -75,24 +104,16 @@ impl SessionFs {
 
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         let key = self.key(ino)?;
-        let mut entries = vec![
-            DirEntry {
-                ino,
-                kind: Kind::Directory,
-                name: ".".into(),
-            },
-            DirEntry {
-                ino: ROOT,
-                kind: Kind::Directory,
-                name: "..".into(),
-            },
-        ];
-        if key == NodeKey::Root {
+        let listing = if key == NodeKey::Root {
+            let mut entries = dot_entries(ino);
             self.root_entries(&mut entries)?;
+            Listing::taken(ino, key, entries)
         } else {
-            self.dir_entries(&key, &mut entries)?;
-        }
-        Ok(self.insert_handle(Handle::Dir(entries)))
+            // Read at the first READDIR: an open the kernel answers from
+            // its cached listing (see `cache`) reads nothing.
+            Listing::later(ino, key)
+        };
+        Ok(self.insert_handle(Handle::Dir(listing)))
     }
 
     /// The entries of a directory other than the root, after `.` and `..`.
@@ -149,6 +170,13 @@ impl SessionFs {
     /// keeps them, so a listing is one snapshot however many calls it takes.
     pub fn readdir(&self, fh: u64, offset: u64) -> FsResult<DirEntries> {
         let handle = self.handle(fh).ok_or(FsError::BadHandle)?;
+        if let Handle::Dir(listing) = handle.as_ref()
+            && !listing.is_taken()
+        {
+            let mut entries = dot_entries(listing.ino);
+            self.dir_entries(&listing.key, &mut entries)?;
+            listing.take(entries);
+        }
         DirEntries::new(handle, offset)
     }
 
@@ -157,6 +185,18 @@ impl SessionFs {
     }
 
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, caller: Caller) -> FsResult<Attr> {
+        self.own_change(&[(parent, name)], || {
+            self.mkdir_unmarked(parent, name, mode, caller)
+        })
+    }
+
+    fn mkdir_unmarked(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
         let pkey = self.key(parent)?;
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         self.check_writable("mkdir", &key)?;
@@ -174,7 +214,8 @@ impl SessionFs {
             }
         }
         let st = self.stat_key(&key)?;
-        let ino = self.nodes().table.intern(key, true);
+        let ino = self.nodes().table.intern(key.clone(), true);
+        self.watch_dir(ino, &key, None);
         Ok(Attr::from_stat(ino, &st))
     }
 
@@ -268,6 +309,18 @@ impl SessionFs {
         target: &Path,
         caller: Caller,
     ) -> FsResult<Attr> {
+        self.own_change(&[(parent, name)], || {
+            self.symlink_unmarked(parent, name, target, caller)
+        })
+    }
+
+    fn symlink_unmarked(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+        caller: Caller,
+    ) -> FsResult<Attr> {
         let pkey = self.key(parent)?;
         if pkey == NodeKey::Root {
             return self.symlink_in_root(name, target);
@@ -316,6 +369,20 @@ impl SessionFs {
 
     /// `rename`, as `caller` (see `creds`).
     pub fn rename_by(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+        caller: Caller,
+    ) -> FsResult<()> {
+        self.own_change(&[(parent, name), (newparent, newname)], || {
+            self.rename_unmarked(parent, name, newparent, newname, flags, caller)
+        })
+    }
+
+    fn rename_unmarked(
         &self,
         parent: u64,
         name: &OsStr,

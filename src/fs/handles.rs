@@ -29,8 +29,8 @@ pub(super) enum Handle {
     File { file: File, path: PathBuf },
     /// `session.next` created through the mount (see `lockfile`).
     Lock(LockFile),
-    /// An open directory: its listing, taken at `opendir`.
-    Dir(Vec<DirEntry>),
+    /// An open directory: its listing (see [`Listing`]).
+    Dir(Listing),
     /// An open of the decoded view `session.json` (see `view`).
     View(Arc<Vec<u8>>),
 }
@@ -84,6 +84,47 @@ impl Default for HandleTable {
     }
 }
 
+/// The listing of an open directory: one snapshot, taken at `opendir` for
+/// the root (whose listing finds sessions gone) and at the first read for
+/// any other directory, so an open the kernel answers from its own cached
+/// listing costs no read of the disk.
+#[derive(Debug)]
+pub(super) struct Listing {
+    /// `.` and `..`, then the entries, once read.
+    entries: std::sync::OnceLock<Vec<DirEntry>>,
+    /// The directory (for the first read).
+    pub(super) ino: u64,
+    pub(super) key: NodeKey,
+}
+
+impl Listing {
+    /// A listing taken now.
+    pub(super) fn taken(ino: u64, key: NodeKey, entries: Vec<DirEntry>) -> Listing {
+        let l = Listing::later(ino, key);
+        let _ = l.entries.set(entries);
+        l
+    }
+
+    /// A listing taken at its first read.
+    pub(super) fn later(ino: u64, key: NodeKey) -> Listing {
+        Listing {
+            entries: std::sync::OnceLock::new(),
+            ino,
+            key,
+        }
+    }
+
+    pub(super) fn is_taken(&self) -> bool {
+        self.entries.get().is_some()
+    }
+
+    /// Keeps `entries` as the snapshot, unless a concurrent read took one
+    /// first (that one stands).
+    pub(super) fn take(&self, entries: Vec<DirEntry>) {
+        let _ = self.entries.set(entries);
+    }
+}
+
 /// The rest of an open directory's listing, borrowed from its handle.
 #[derive(Debug)]
 pub struct DirEntries {
@@ -104,10 +145,10 @@ impl DirEntries {
 
     /// The next entry and the offset that follows it.
     pub fn next_entry(&mut self) -> Option<(u64, &DirEntry)> {
-        let Handle::Dir(entries) = self.handle.as_ref() else {
+        let Handle::Dir(listing) = self.handle.as_ref() else {
             return None;
         };
-        let e = entries.get(self.next)?;
+        let e = listing.entries.get()?.get(self.next)?;
         self.next += 1;
         Some((self.next as u64, e))
     }
@@ -179,6 +220,19 @@ impl SessionFs {
     }
 
     pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<(super::Attr, Opened)> {
+        self.own_change(&[(parent, name)], || {
+            self.create_unmarked(parent, name, mode, flags, caller)
+        })
+    }
+
+    fn create_unmarked(
         &self,
         parent: u64,
         name: &OsStr,

@@ -36,7 +36,7 @@ pub(super) const VIEW_SUFFIX: &str = ".record.txt";
 
 /// For a key `io-logs/<job>.record.txt` of a session: the session and the
 /// record's path relative to the session directory.
-fn record_of(key: &NodeKey) -> Option<(&OsStr, PathBuf)> {
+pub(super) fn record_of(key: &NodeKey) -> Option<(&OsStr, PathBuf)> {
     let NodeKey::Child(session, rel) = key else {
         return None;
     };
@@ -63,7 +63,7 @@ fn record_of(key: &NodeKey) -> Option<(&OsStr, PathBuf)> {
 }
 
 /// A view's name for a record's name, if it is one.
-fn view_name(record: &OsStr) -> Option<OsString> {
+pub(super) fn view_name(record: &OsStr) -> Option<OsString> {
     let stem = record.as_bytes().strip_suffix(RECORD_SUFFIX.as_bytes())?;
     if stem.is_empty() {
         return None;

@@ -25,8 +25,10 @@
 //!   and the disk-room probe of passthrough writes;
 //! - `view`: the decoded view `session.json`;
 //! - `dying`: whether a closing writer is being killed by a signal;
-//! - `cache`: what the kernel may cache (TTLs) and the lookups a listing
-//!   with attributes (READDIRPLUS) hands it;
+//! - `cache`: what the kernel may cache (TTLs, listings) and the lookups a
+//!   listing with attributes (READDIRPLUS) hands it;
+//! - `watch`: the directories watched with inotify, and what the kernel
+//!   must forget when they change outside the mount;
 //! - `error`: the layer's errors ([`FsError`]) and their errnos.
 //!
 //! Invariants:
@@ -57,7 +59,9 @@
 //!    (`lockfile::LockFile`), a leaf held across one `fcntl` only;
 //! 7. the marks of the late commits running (`late_commits`), a leaf: held
 //!    for a list operation or while waiting on its condition variable,
-//!    never across I/O.
+//!    never across I/O;
+//! 8. the watched directories (`watch`), a leaf held across one
+//!    `inotify_add_watch` at most.
 //!
 //! A lock may be taken while holding only locks above it in this list. In
 //! practice the handle table and the nodes are held for map operations
@@ -81,12 +85,13 @@ mod resolve;
 mod root;
 mod special;
 mod view;
+mod watch;
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::core::{self, Repository, sys};
 
@@ -212,6 +217,9 @@ pub struct SessionFs {
     /// machines change it: listings of the root then read a freshly opened
     /// directory, so the client revalidates what it cached.
     network: Option<&'static str>,
+    /// The directories watched with inotify, once watching started (see
+    /// `watch`; a leaf lock).
+    watches: OnceLock<watch::Watches>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -244,6 +252,7 @@ impl SessionFs {
             handles: Mutex::new(handles::HandleTable::default()),
             nodes: Mutex::new(inode::Nodes::default()),
             views: view::Views::default(),
+            watches: OnceLock::new(),
         })
     }
 

@@ -70,6 +70,19 @@ impl SessionFs {
         rdev: u64,
         caller: Caller,
     ) -> FsResult<Attr> {
+        self.own_change(&[(parent, name)], || {
+            self.mknod_unmarked(parent, name, mode, rdev, caller)
+        })
+    }
+
+    fn mknod_unmarked(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+        caller: Caller,
+    ) -> FsResult<Attr> {
         let key = self.new_name("mknod", parent, name)?;
         let (dir, last) = self.parent_of_key(&key)?;
         let path = self.path_of(&key);
@@ -83,6 +96,18 @@ impl SessionFs {
 
     /// `link`: another name for the file of inode `ino`, as the caller.
     pub fn link(
+        &self,
+        ino: u64,
+        newparent: u64,
+        newname: &OsStr,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        self.own_change(&[(newparent, newname)], || {
+            self.link_unmarked(ino, newparent, newname, caller)
+        })
+    }
+
+    fn link_unmarked(
         &self,
         ino: u64,
         newparent: u64,

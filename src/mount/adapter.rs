@@ -47,7 +47,7 @@ struct Backings {
 }
 
 pub struct Adapter {
-    fs: SessionFs,
+    fs: Arc<SessionFs>,
     /// Ask the kernel for FUSE passthrough at init.
     want_passthrough: bool,
     backings: Mutex<Backings>,
@@ -60,7 +60,7 @@ pub struct Adapter {
 
 impl Adapter {
     pub fn new(
-        fs: SessionFs,
+        fs: Arc<SessionFs>,
         want_passthrough: bool,
         invalidations: Option<Sender<Invalidation>>,
     ) -> Adapter {
@@ -251,7 +251,10 @@ impl Adapter {
         if let Some(tx) = &self.invalidations {
             let tx = tx.lock().unwrap_or_else(|p| p.into_inner());
             for name in gone {
-                let _ = tx.send(Invalidation::Entry(name));
+                let _ = tx.send(Invalidation::Entry {
+                    parent: crate::fs::inode::ROOT,
+                    name,
+                });
             }
         }
     }
@@ -598,7 +601,13 @@ impl Filesystem for Adapter {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
             Ok(fh) => {
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                let flags = if self.fs.listing_cacheable(ino.0) {
+                    // Kept between opens: the watch drops it at each change.
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(fh), flags);
                 self.invalidate_vanished();
             }
             Err(e) => reply.error(errno("opendir", &e)),

@@ -40,6 +40,9 @@ pub struct MountConfig {
     pub auto_unmount: bool,
     pub threads: usize,
     pub passthrough: bool,
+    /// Watch at most this many directories with inotify (`None`: as many
+    /// as the system allows); the rest are cached by the kernel briefly.
+    pub max_watches: Option<usize>,
     pub log_file: Option<PathBuf>,
     /// The descriptor a background daemon reports readiness on.
     pub ready_fd: Option<i32>,
@@ -358,24 +361,26 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
     // SAFETY: `signals` is an initialised set; the old mask is not needed.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
 
-    let fs = SessionFs::new(
-        config.repo.clone(),
-        FsConfig {
-            read_only: config.read_only,
-        },
-    )
-    .map_err(MountError::Repository)?;
+    let fs = std::sync::Arc::new(
+        SessionFs::new(
+            config.repo.clone(),
+            FsConfig {
+                read_only: config.read_only,
+            },
+        )
+        .map_err(MountError::Repository)?,
+    );
     let (invalidations, to_invalidate) = std::sync::mpsc::channel::<Invalidation>();
     if let Some(kind) = fs.network_filesystem() {
         // inotify sees only this machine's changes: the short cache times
         // (and fresh listings) are what keep the mount current there.
         log::info!(
-            "{} is on {kind}: not watched with inotify (it misses other machines' changes)",
+            "{} is on {kind}: not watched with inotify (it misses other machines' changes): the kernel caches the mount only briefly",
             config.repo.location().display()
         );
-    } else if let Err(e) = watch::watch_repository(config.repo.location(), invalidations.clone()) {
+    } else if let Err(e) = watch::watch_repository(&fs, config.max_watches, invalidations.clone()) {
         log::warn!(
-            "cannot watch {} ({e}): changes made outside the mount may take up to a second to show in stat",
+            "cannot watch {} ({e}): the kernel caches the mount only briefly, and changes made outside it may take up to a second to show in stat",
             config.repo.location().display()
         );
     }
@@ -408,14 +413,20 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
     std::thread::Builder::new()
         .name("fuse-invalidate".into())
         .spawn(move || {
-            let root = fuser::INodeNo(crate::fs::inode::ROOT);
             for inv in to_invalidate {
                 // Errors only mean the kernel holds nothing to drop (or
                 // the mount is going away).
                 let _ = match inv {
                     // A negative offset: attributes only, no page cache.
-                    Invalidation::RootAttributes => notifier.inval_inode(root, -1, 0),
-                    Invalidation::Entry(name) => notifier.inval_entry(root, &name),
+                    Invalidation::Attributes(ino) => {
+                        notifier.inval_inode(fuser::INodeNo(ino), -1, 0)
+                    }
+                    // Offset 0, length 0: the attributes and every page
+                    // (a directory's cached listing).
+                    Invalidation::Contents(ino) => notifier.inval_inode(fuser::INodeNo(ino), 0, 0),
+                    Invalidation::Entry { parent, name } => {
+                        notifier.inval_entry(fuser::INodeNo(parent), &name)
+                    }
                 };
             }
         })

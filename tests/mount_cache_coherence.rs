@@ -1,0 +1,157 @@
+//! The kernel caches what is inside session directories for long only
+//! because the daemon's watch tells it of every change made outside the
+//! mount: such a change (plainbox, the CLI, `cp` or `rm` in the repository)
+//! still shows in `ls`, `stat` and `cat` of the mount within moments, after
+//! the caches were filled by a walk. Where the daemon watches no more
+//! directories (`-o max_watches=1`: only the root) the short cache times
+//! keep the same promise.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::mount::{Mounted, run};
+
+/// How long a change made outside may take to show; the watch takes
+/// milliseconds, and without it the kernel would keep the old view for an
+/// hour, so the bound only needs to be far from both.
+const SHOWS_WITHIN: Duration = Duration::from_secs(2);
+
+/// Waits until `shown()` holds; fails naming `what` after [`SHOWS_WITHIN`].
+fn shows(what: &str, mut shown: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !shown() {
+        assert!(
+            start.elapsed() < SHOWS_WITHIN,
+            "{what}: not seen through the mount after {SHOWS_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Fills the kernel's caches the way a user's walk does.
+fn walk(m: &Mounted) {
+    run(Command::new("find").arg(&m.mountpoint)).assert_ok();
+    run(Command::new("ls").arg("-lR").arg(&m.mountpoint)).assert_ok();
+    run(Command::new("du").arg("-s").arg(&m.mountpoint)).assert_ok();
+}
+
+fn changes_made_outside_show_after_a_walk(args: &[&str]) -> Mounted {
+    let m = Mounted::start(args);
+    let s = m.new_session("a");
+    m.new_session("b");
+    fs::create_dir_all(m.repo_path(format!("{s}/io-logs/sub"))).unwrap();
+    fs::write(m.repo_path(format!("{s}/io-logs/job.log")), b"first").unwrap();
+    fs::write(m.repo_path(format!("{s}/io-logs/sub/deep.log")), b"deep").unwrap();
+    m.save("a", b"checkpoint one");
+    let logs = m.path(format!("{s}/io-logs"));
+    let job = logs.join("job.log");
+    walk(&m);
+    assert_eq!(names(&logs), ["job.log", "sub"]);
+    assert_eq!(fs::metadata(&job).unwrap().len(), 5);
+
+    // A new file: listed, and found by name.
+    fs::write(m.repo_path(format!("{s}/io-logs/new.log")), b"new").unwrap();
+    shows("a file created outside, in ls", || {
+        names(&logs) == ["job.log", "new.log", "sub"]
+    });
+    assert_eq!(fs::read(logs.join("new.log")).unwrap(), b"new");
+
+    // A file that grew: its size, then its content.
+    fs::write(
+        m.repo_path(format!("{s}/io-logs/job.log")),
+        b"first and more",
+    )
+    .unwrap();
+    shows("a file rewritten outside, in stat", || {
+        fs::metadata(&job).is_ok_and(|md| md.len() == 14)
+    });
+    assert_eq!(fs::read(&job).unwrap(), b"first and more");
+
+    // Its mode.
+    fs::set_permissions(
+        m.repo_path(format!("{s}/io-logs/job.log")),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    shows("a chmod made outside, in stat", || {
+        fs::metadata(&job).is_ok_and(|md| md.permissions().mode() & 0o777 == 0o600)
+    });
+
+    // A file replaced by a rename, as editors and `cp` to a temporary do.
+    let tmp = m.repo_path(format!("{s}/io-logs/.job.tmp"));
+    fs::write(&tmp, b"replaced").unwrap();
+    fs::rename(&tmp, m.repo_path(format!("{s}/io-logs/job.log"))).unwrap();
+    shows("a file replaced outside, in cat", || {
+        fs::read(&job).is_ok_and(|d| d == b"replaced")
+    });
+
+    // A directory renamed, and a file removed, deep down.
+    fs::rename(
+        m.repo_path(format!("{s}/io-logs/sub")),
+        m.repo_path(format!("{s}/io-logs/moved")),
+    )
+    .unwrap();
+    shows("a directory renamed outside", || {
+        !logs.join("sub").exists() && logs.join("moved/deep.log").exists()
+    });
+    fs::remove_file(m.repo_path(format!("{s}/io-logs/moved/deep.log"))).unwrap();
+    shows("a file removed outside", || {
+        names(&logs.join("moved")).is_empty() && !logs.join("moved/deep.log").exists()
+    });
+
+    // A checkpoint committed outside: seen at the very next open.
+    m.save("a", b"checkpoint two");
+    assert_eq!(
+        fs::read(m.path(format!("{s}/session"))).unwrap(),
+        b"checkpoint two"
+    );
+    assert_eq!(
+        fs::metadata(m.path(format!("{s}/session"))).unwrap().len(),
+        14
+    );
+
+    // A whole session removed.
+    fs::remove_dir_all(m.repo_path("b.session")).unwrap();
+    shows("a session removed outside", || {
+        !m.path("b.session").exists() && !m.path("b.session/io-logs").exists()
+    });
+    m
+}
+
+#[test]
+fn with_every_directory_watched_changes_made_outside_show_at_once() {
+    let m = changes_made_outside_show_after_a_walk(&[]);
+    assert!(
+        !m.log_text().contains("cached by the kernel only briefly"),
+        "every directory should be watched here: {}",
+        m.log_text()
+    );
+}
+
+#[test]
+fn past_the_watch_limit_changes_made_outside_show_as_well() {
+    let m = changes_made_outside_show_after_a_walk(&["-o", "max_watches=1"]);
+    assert!(
+        m.log_text().contains(
+            "watching 1 directories (max_watches): the others are cached by the kernel only briefly"
+        ),
+        "the fallback is logged: {}",
+        m.log_text()
+    );
+}
