@@ -12,7 +12,11 @@
 //!   never cached, nor any file directly in a session directory (one may
 //!   be renamed onto `session`): a checkpoint committed outside the mount,
 //!   or a re-pointed `last-session`, is seen at the next look;
-//! - the root's listing is never cached, and its attributes only briefly;
+//! - the root's attributes are cached only briefly; its listing, like
+//!   every directory's, is cached only where the watch covers it (with a
+//!   watch the kernel opens directories without asking the daemon, see
+//!   `listing`; a listing it could keep of a directory not watched is
+//!   dropped right after it is read);
 //! - every entry a READDIRPLUS reply carries (but `.` and `..`) is one
 //!   lookup the kernel holds, and none that it does not carry is counted:
 //!   an entry the reply had no room for is forgotten again at once, and a
@@ -133,7 +137,7 @@ impl SessionFs {
     }
 
     /// A listing with attributes (READDIRPLUS) of the open directory `fh`
-    /// (of inode `parent`) from `offset` on: hands `add` each entry, the
+    /// (of inode `parent`; 0: listed without an open) from `offset` on: hands `add` each entry, the
     /// offset after it and its attributes, until `add` returns true (the
     /// reply is full). Counts a lookup of each entry sent, except `.` and
     /// `..`; entries gone since `opendir` are skipped.
@@ -144,7 +148,11 @@ impl SessionFs {
         offset: u64,
         mut add: impl FnMut(u64, &DirEntry, &Attr) -> bool,
     ) -> FsResult<()> {
-        let mut entries = self.readdir(fh, offset)?;
+        let mut entries = if fh == 0 {
+            self.readdir_unopened(parent, offset)?
+        } else {
+            self.readdir(fh, offset)?
+        };
         let mut sent = Vec::new();
         while let Some((next, e)) = entries.next_entry() {
             let counted = e.is_kept_by_kernel();

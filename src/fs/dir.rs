@@ -33,7 +33,7 @@ use crate::core::{SESSION_FILE, sys};
 use crate::decode::VIEW_NAME;
 
 /// `.` and `..` of the directory `ino`.
-fn dot_entries(ino: u64) -> Vec<DirEntry> {
+pub(super) fn dot_entries(ino: u64) -> Vec<DirEntry> {
     vec![
         DirEntry {
             ino,
@@ -117,7 +117,7 @@ impl SessionFs {
     }
 
     /// The entries of a directory other than the root, after `.` and `..`.
-    fn dir_entries(&self, key: &NodeKey, entries: &mut Vec<DirEntry>) -> FsResult<()> {
+    pub(super) fn dir_entries(&self, key: &NodeKey, entries: &mut Vec<DirEntry>) -> FsResult<()> {
         let dir = self.open_dir_key(key)?;
         let names = sys::read_dir_names(dir.as_fd())
             .map_err(|e| FsError::io("read directory", self.path_of(key), e))?;

@@ -125,11 +125,20 @@ impl Listing {
     }
 }
 
-/// The rest of an open directory's listing, borrowed from its handle.
+/// The rest of a directory's listing: of an open directory (borrowed from
+/// its handle; each entry's offset is its index + 1), or of one listed
+/// without an open (a [`Snapshot`](super::listing::Snapshot), whose offsets
+/// are the entries' cookies).
 #[derive(Debug)]
 pub struct DirEntries {
-    handle: Arc<Handle>,
+    source: Source,
     next: usize,
+}
+
+#[derive(Debug)]
+enum Source {
+    Handle(Arc<Handle>),
+    Snapshot(Arc<super::listing::Snapshot>),
 }
 
 impl DirEntries {
@@ -138,19 +147,37 @@ impl DirEntries {
             return Err(FsError::BadHandle);
         }
         Ok(DirEntries {
-            handle,
+            source: Source::Handle(handle),
             next: usize::try_from(offset).unwrap_or(usize::MAX),
         })
     }
 
+    /// The entries of `snapshot` from its `next`th on.
+    pub(super) fn of_snapshot(snapshot: Arc<super::listing::Snapshot>, next: usize) -> DirEntries {
+        DirEntries {
+            source: Source::Snapshot(snapshot),
+            next,
+        }
+    }
+
     /// The next entry and the offset that follows it.
     pub fn next_entry(&mut self) -> Option<(u64, &DirEntry)> {
-        let Handle::Dir(listing) = self.handle.as_ref() else {
-            return None;
-        };
-        let e = listing.entries.get()?.get(self.next)?;
-        self.next += 1;
-        Some((self.next as u64, e))
+        let i = self.next;
+        match &self.source {
+            Source::Handle(handle) => {
+                let Handle::Dir(listing) = handle.as_ref() else {
+                    return None;
+                };
+                let e = listing.entries.get()?.get(i)?;
+                self.next += 1;
+                Some((self.next as u64, e))
+            }
+            Source::Snapshot(snapshot) => {
+                let (cookie, e) = snapshot.entry(i)?;
+                self.next += 1;
+                Some((cookie, e))
+            }
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 //!   and the disk-room probe of passthrough writes;
 //! - `view`: the decoded view `session.json`;
 //! - `dying`: whether a closing writer is being killed by a signal;
+//! - `listing`: directory listings without an open (no-opendir mode);
 //! - `cache`: what the kernel may cache (TTLs, listings) and the lookups a
 //!   listing with attributes (READDIRPLUS) hands it;
 //! - `watch`: the directories watched with inotify, and what the kernel
@@ -80,6 +81,7 @@ mod handles;
 pub mod inode;
 mod iolog_view;
 mod late_commits;
+mod listing;
 mod lockfile;
 mod resolve;
 mod root;
@@ -220,6 +222,9 @@ pub struct SessionFs {
     /// The directories watched with inotify, once watching started (see
     /// `watch`; a leaf lock).
     watches: OnceLock<watch::Watches>,
+    /// Listings read without an open, in progress (see `listing`; a leaf
+    /// lock).
+    listings: listing::Listings,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -253,6 +258,7 @@ impl SessionFs {
             nodes: Mutex::new(inode::Nodes::default()),
             views: view::Views::default(),
             watches: OnceLock::new(),
+            listings: listing::Listings::default(),
         })
     }
 

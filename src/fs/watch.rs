@@ -22,7 +22,8 @@
 //!   mount's own `max_watches`) or a watch cannot be added, the directory is
 //!   simply not watched, and the reason is logged once per kind;
 //! - a lost event (the queue overflowed) makes the kernel forget everything
-//!   the watches cover, so freshness is never lost for good;
+//!   it caches of the sessions (the entry of a session directory takes all
+//!   below it along), so freshness is never lost for good;
 //! - a change made through the mount is one the kernel made itself and
 //!   knows of: its names are marked before the change and their events
 //!   drop nothing the kernel holds (or it would forget, and renumber, the
@@ -368,12 +369,8 @@ impl SessionFs {
                     Invalidation::Attributes(ino)
                 });
             }
-            // The root's listing is never cached; a directory's is.
-            batch.push(if dir == ROOT {
-                Invalidation::Attributes(ROOT)
-            } else {
-                Invalidation::Contents(dir)
-            });
+            // The directory's listing and attributes.
+            batch.push(Invalidation::Contents(dir));
             return;
         }
         // A file's attributes only, never its pages: a read holds a page's
@@ -395,31 +392,20 @@ impl SessionFs {
         }
     }
 
-    /// After lost events: every name in every watched directory, and each
-    /// directory's listing and attributes.
+    /// After lost events: the entry of every session directory the kernel
+    /// holds, which drops all it caches below it too, and the root's
+    /// attributes.
     fn everything_watched(&self, batch: &mut Batch) {
-        let Some(w) = self.watches.get() else {
-            return;
-        };
-        let dirs: Vec<u64> = w.state().wd_of.keys().copied().collect();
-        for dir in dirs {
-            let Some(key) = self.nodes().table.key(dir) else {
-                continue;
-            };
-            let names: Vec<OsString> = self
-                .open_dir_key(&key)
-                .ok()
-                .and_then(|d| sys::read_dir_names(d.as_fd()).ok())
-                .unwrap_or_default();
-            for name in names {
-                batch.push(Invalidation::Entry { parent: dir, name });
-            }
-            batch.push(if dir == ROOT {
-                Invalidation::Attributes(ROOT)
-            } else {
-                Invalidation::Contents(dir)
-            });
+        let sessions: Vec<OsString> = self
+            .nodes()
+            .table
+            .looked_up_sessions()
+            .map(OsStr::to_os_string)
+            .collect();
+        for name in sessions {
+            batch.push(Invalidation::Entry { parent: ROOT, name });
         }
+        batch.push(Invalidation::Contents(ROOT));
     }
 }
 
@@ -488,7 +474,7 @@ mod tests {
             }),
             "{got:?}"
         );
-        assert!(got.contains(&Invalidation::Attributes(ROOT)), "{got:?}");
+        assert!(got.contains(&Invalidation::Contents(ROOT)), "{got:?}");
         assert_eq!(fs.watched_count(), 1, "the gone directories' watches went");
     }
 
@@ -540,5 +526,77 @@ mod tests {
         fs.forget(a.ino, 1);
         let b = fs.lookup_by(ROOT, OsStr::new("b.session"), 0).unwrap();
         assert!(fs.is_watched(b.ino));
+    }
+
+    #[test]
+    fn lost_events_drop_every_session_the_kernel_holds() {
+        let (_dir, fs) = fs_with_sessions(&["a.session", "b.session"]);
+        fs.start_watching(None).unwrap();
+        fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
+        fs.lookup_by(ROOT, OsStr::new("b.session"), 0).unwrap();
+        let overflow = sys::inotify_record(-1, libc::IN_Q_OVERFLOW, "");
+        let mut got = fs.changes(&overflow);
+        got.sort_by_key(|i| format!("{i:?}"));
+        assert_eq!(
+            got,
+            vec![
+                Invalidation::Contents(ROOT),
+                Invalidation::Entry {
+                    parent: ROOT,
+                    name: "a.session".into()
+                },
+                Invalidation::Entry {
+                    parent: ROOT,
+                    name: "b.session".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_mounts_own_changes_drop_nothing_the_kernel_was_given() {
+        let (_dir, fs) = fs_with_sessions(&["a.session"]);
+        fs.start_watching(None).unwrap();
+        let session = fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
+        let d = fs
+            .mkdir(
+                session.ino,
+                OsStr::new("d"),
+                0o755,
+                super::super::Caller::ROOT,
+            )
+            .unwrap();
+        let got = pending(&fs);
+        assert_eq!(got, vec![Invalidation::Contents(session.ino)], "{got:?}");
+        fs.mkdir(d.ino, OsStr::new("e"), 0o755, super::super::Caller::ROOT)
+            .unwrap();
+        fs.rename(d.ino, OsStr::new("e"), d.ino, OsStr::new("f"), 0)
+            .unwrap();
+        let got = pending(&fs);
+        assert!(
+            !got.iter().any(|i| matches!(i, Invalidation::Entry { .. })),
+            "{got:?}"
+        );
+        // The same change made outside drops the name.
+        std::fs::rename(
+            _dir.path().join("a.session/d/f"),
+            _dir.path().join("a.session/d/g"),
+        )
+        .unwrap();
+        let g = fs.lookup_by(d.ino, OsStr::new("g"), 0).unwrap();
+        std::fs::rename(
+            _dir.path().join("a.session/d/g"),
+            _dir.path().join("a.session/d/h"),
+        )
+        .unwrap();
+        let got = pending(&fs);
+        assert!(
+            got.contains(&Invalidation::Entry {
+                parent: d.ino,
+                name: "g".into()
+            }),
+            "{got:?} (g is {})",
+            g.ino
+        );
     }
 }

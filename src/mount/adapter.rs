@@ -56,6 +56,10 @@ pub struct Adapter {
     /// the root's lock for them, which a listing in progress may hold while
     /// it waits for one of our replies.
     invalidations: Option<Mutex<Sender<Invalidation>>>,
+    /// Answer OPENDIR with ENOSYS, so that the kernel opens directories
+    /// without asking (and lists them without a handle, caching each
+    /// listing): only where the watch tells the kernel of every change.
+    without_opendir: bool,
 }
 
 impl Adapter {
@@ -63,9 +67,11 @@ impl Adapter {
         fs: Arc<SessionFs>,
         want_passthrough: bool,
         invalidations: Option<Sender<Invalidation>>,
+        without_opendir: bool,
     ) -> Adapter {
         Adapter {
             fs,
+            without_opendir,
             want_passthrough,
             backings: Mutex::new(Backings::default()),
             invalidations: invalidations.map(Mutex::new),
@@ -245,17 +251,31 @@ impl Adapter {
     /// found gone.
     fn invalidate_vanished(&self) {
         let gone = self.fs.take_vanished();
-        if gone.is_empty() {
-            return;
+        for name in gone {
+            self.invalidate(Invalidation::Entry {
+                parent: crate::fs::inode::ROOT,
+                name,
+            });
         }
+    }
+
+    fn invalidate(&self, inv: Invalidation) {
         if let Some(tx) = &self.invalidations {
             let tx = tx.lock().unwrap_or_else(|p| p.into_inner());
-            for name in gone {
-                let _ = tx.send(Invalidation::Entry {
-                    parent: crate::fs::inode::ROOT,
-                    name,
-                });
+            let _ = tx.send(inv);
+        }
+    }
+
+    /// After a listing without an open (which the kernel caches): the
+    /// root's may have found sessions gone; a directory that is not
+    /// watched must not stay cached.
+    fn listed_without_open(&self, ino: u64, offset: u64) {
+        if ino == crate::fs::inode::ROOT {
+            if offset == 0 {
+                self.invalidate_vanished();
             }
+        } else if !self.fs.listing_cacheable(ino) {
+            self.invalidate(Invalidation::Contents(ino));
         }
     }
 
@@ -599,6 +619,11 @@ impl Filesystem for Adapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.without_opendir {
+            // From now on the kernel opens directories by itself.
+            reply.error(Errno::ENOSYS);
+            return;
+        }
         match self.fs.opendir(ino.0) {
             Ok(fh) => {
                 let flags = if self.fs.listing_cacheable(ino.0) {
@@ -636,17 +661,28 @@ impl Filesystem for Adapter {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("readdir", &e)),
         }
+        if fh.0 == 0 {
+            self.listed_without_open(ino.0, offset);
+        }
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(fh.0, offset) {
+        let listed = if fh.0 == 0 {
+            self.fs.readdir_unopened(ino.0, offset)
+        } else {
+            self.fs.readdir(fh.0, offset)
+        };
+        if fh.0 == 0 {
+            self.listed_without_open(ino.0, offset);
+        }
+        match listed {
             Ok(mut entries) => {
                 while let Some((next, e)) = entries.next_entry() {
                     if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {

@@ -384,7 +384,11 @@ fn serve(config: &MountConfig) -> Result<(), MountError> {
             config.repo.location().display()
         );
     }
-    let adapter = adapter::Adapter::new(fs, config.passthrough, Some(invalidations));
+    // Directories are opened without a round trip only where the watch
+    // keeps the kernel's cached listings current.
+    let without_opendir = fs.watch_descriptor().is_some();
+    let adapter =
+        adapter::Adapter::new(fs, config.passthrough, Some(invalidations), without_opendir);
     let mut session =
         Session::new(adapter, &config.mountpoint, &mount_options(config)).map_err(|source| {
             MountError::Mount {

@@ -77,7 +77,7 @@ mod tests {
             parent: crate::fs::inode::ROOT,
             name: "a.session".into(),
         };
-        let root = Invalidation::Attributes(crate::fs::inode::ROOT);
+        let root = Invalidation::Contents(crate::fs::inode::ROOT);
         let mut seen = Vec::new();
         while !(seen.contains(&gone) && seen.contains(&root)) {
             seen.push(rx.recv_timeout(wait).expect("an invalidation"));
