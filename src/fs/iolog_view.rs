@@ -11,6 +11,8 @@
 //! - the record is opened beneath the session directory without following
 //!   a symlink (`io-logs` itself included), so a planted link shows
 //!   nothing;
+//! - a record's decoded size is measured once per version of it (size,
+//!   times), not at every listing;
 //! - the view never changes the repository: opening it for writing is
 //!   refused (EPERM) and `rm` of it does nothing, so `rm -r` of a session
 //!   works.
@@ -26,10 +28,19 @@ use std::sync::Arc;
 use super::attr::Kind;
 use super::handles::Handle;
 use super::inode::NodeKey;
-use super::{FsError, FsResult, Opened, SessionFs};
+use super::{FsError, FsResult, Opened, SessionFs, Stamp, lock};
 use crate::checkbox::{IO_LOGS_DIR, RECORD_SUFFIX, decode_record, measure_record};
 use crate::core::sys;
 use crate::decode::Limits;
+
+/// How many records' decoded sizes are remembered (by the record's
+/// version), so that listing `io-logs` again decodes nothing that did not
+/// change; past it, all are forgotten.
+const KNOWN_RECORDS: usize = 16_384;
+
+/// The decoded size of each record measured (`None`: it does not decode),
+/// by the record's (device, inode), with the version it was measured at.
+pub(super) type RecordSizes = std::collections::HashMap<(u64, u64), (Stamp, Option<u64>)>;
 
 /// The suffix of a view's name (in place of [`RECORD_SUFFIX`]).
 pub(super) const VIEW_SUFFIX: &str = ".record.txt";
@@ -109,12 +120,31 @@ impl SessionFs {
         let Some((file, st)) = open_record(dir.as_fd(), &record) else {
             return Ok(None);
         };
-        let size = match measure_record(BufReader::new(file), Limits::default()) {
-            Ok(stats) => stats.bytes(),
-            Err(e) => {
-                log::info!("{}: no view: {e}", self.path_of(key).display());
-                return Ok(None);
+        let stamp = Stamp::of(&st);
+        let known = lock(&self.iolog_sizes)
+            .get(&(stamp.dev, stamp.ino))
+            .filter(|(s, _)| *s == stamp)
+            .map(|(_, size)| *size);
+        let size = match known {
+            Some(size) => size,
+            None => {
+                let size = match measure_record(BufReader::new(file), Limits::default()) {
+                    Ok(stats) => Some(stats.bytes()),
+                    Err(e) => {
+                        log::debug!("{}: no view: {e}", self.path_of(key).display());
+                        None
+                    }
+                };
+                let mut sizes = lock(&self.iolog_sizes);
+                if sizes.len() >= KNOWN_RECORDS {
+                    sizes.clear();
+                }
+                sizes.insert((stamp.dev, stamp.ino), (stamp, size));
+                size
             }
+        };
+        let Some(size) = size else {
+            return Ok(None);
         };
         let mut view = st;
         view.st_mode = libc::S_IFREG | (st.st_mode & 0o444);
@@ -208,5 +238,30 @@ mod tests {
         );
         assert_eq!(view_name(OsStr::new(".record.gz")), None);
         assert_eq!(view_name(OsStr::new("ns__a.stdout")), None);
+    }
+
+    #[test]
+    fn a_record_is_measured_once_per_version() {
+        let (dir, fs) = super::super::test_fixture::fs_with_sessions(&["a.session"]);
+        let logs = dir.path().join("a.session/io-logs");
+        std::fs::create_dir(&logs).unwrap();
+        let record = logs.join("ns__pass.record.gz");
+        std::fs::write(&record, b"not gzip").unwrap();
+        let key = NodeKey::Child("a.session".into(), "io-logs/ns__pass.record.txt".into());
+        assert!(fs.iolog_view_stat(&key).unwrap().is_none(), "no view yet");
+        assert_eq!(super::super::lock(&fs.iolog_sizes).len(), 1, "remembered");
+        // A new version of the record (another size) is measured again.
+        let good = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/checkbox-ns__pass.record.gz"
+        ))
+        .unwrap();
+        std::fs::write(&record, &good).unwrap();
+        let view = fs.iolog_view_stat(&key).unwrap().expect("a view now");
+        assert!(view.st_size > 0);
+        assert_eq!(
+            fs.iolog_view_stat(&key).unwrap().unwrap().st_size,
+            view.st_size
+        );
     }
 }

@@ -225,6 +225,8 @@ pub struct SessionFs {
     /// Listings read without an open, in progress (see `listing`; a leaf
     /// lock).
     listings: listing::Listings,
+    /// The decoded sizes of io-log records (see `iolog_view`; a leaf lock).
+    iolog_sizes: Mutex<iolog_view::RecordSizes>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -259,6 +261,7 @@ impl SessionFs {
             views: view::Views::default(),
             watches: OnceLock::new(),
             listings: listing::Listings::default(),
+            iolog_sizes: Mutex::new(Default::default()),
         })
     }
 
