@@ -126,6 +126,14 @@ fn changes_made_outside_show_after_a_walk(args: &[&str]) -> Mounted {
         14
     );
 
+    // A session created outside (as plainbox and Checkbox do): listed.
+    assert!(!names(&m.mountpoint).contains(&"c.session".to_string()));
+    m.new_session("c");
+    shows("a session created outside, in ls of the root", || {
+        names(&m.mountpoint).contains(&"c.session".to_string())
+    });
+    assert_eq!(names(&m.path("c.session")), ["io-logs", "session"]);
+
     // A whole session removed.
     fs::remove_dir_all(m.repo_path("b.session")).unwrap();
     shows("a session removed outside", || {
