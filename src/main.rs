@@ -4,6 +4,7 @@
 use sessionfs::{cli, exit_codes, helper};
 
 fn main() {
+    limit_malloc_arenas();
     // Started by mount(8) as /sbin/mount.fuse.sessionfs, or by fuse(8) as
     // `sessionfs REPO MOUNTPOINT -o OPTS`: run `sessionfs mount` instead.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -31,4 +32,22 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// A mount's daemon serves requests on several threads, and glibc gives
+/// each thread a malloc arena of its own: memory freed in one arena is not
+/// reused by the others, so a daemon whose inode table grew on all of them
+/// held a good part of it several times over (78 MiB resident instead of
+/// 61 after `find` over 100,000 sessions). Two arenas are enough for the
+/// few allocations a request makes. A `MALLOC_ARENA_MAX` set in the
+/// environment wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a parameter of glibc's allocator, and
+        // runs here before any other thread of the process exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
