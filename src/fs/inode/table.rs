@@ -254,16 +254,14 @@ impl InodeTable {
         let slot = self.ensure_slot(&key);
         let old = self.node(slot).ino;
         if old != 0 {
-            if self.primary(old) == Some(slot) {
+            if self.primary(old) == Some(slot) && self.node(slot).lookups == 0 {
                 // An inode the kernel holds no lookup of (one a listing
                 // numbered) would never be forgotten once its key moves
-                // on: drop it. One it holds keeps the name, unattached.
-                if self.node(slot).lookups == 0 {
-                    self.drop_inode(old);
-                } else {
-                    self.move_out(slot);
-                }
+                // on: drop it.
+                self.drop_inode(old);
             } else {
+                // One it holds keeps the name, unattached (or goes on
+                // under another name of it).
                 self.detach_name(slot);
             }
         }
@@ -825,5 +823,7 @@ impl InodeTable {
     }
 }
 
+#[cfg(test)]
+mod model;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 use super::*;
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 /// What `find` over a Checkbox-like session makes the kernel hold:
 /// its directory, `session` (looked up afresh by each listing), the
@@ -219,4 +220,155 @@ fn the_table_shrinks_back_when_the_kernel_forgets_a_walk() {
     }
     assert_eq!(fs.nodes().table.len(), start);
     assert_eq!(fs.nodes().table.looked_up_sessions().count(), 0);
+}
+
+/// Random operations, the way the filesystem layer makes them (`session`
+/// interned afresh, hard links only of files, renames never into
+/// themselves), on the compact table and on the table it replaced: every
+/// name finds the same inode, the same inodes live, and every inode with
+/// a name the kernel can reach has the same key. (The old table left an
+/// unattached inode — an older `session`, an unlinked file — with its old
+/// key when a directory above it was renamed; the compact one moves it
+/// along, so those keys are not compared.)
+#[test]
+fn the_compact_table_behaves_as_the_one_it_replaced() {
+    use super::model::Model;
+
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rand = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let sessions = ["a.session", "b.session"];
+    let dirs = ["d", "e"];
+    let files = ["f", "g", "session", "session.json"];
+    // Every place: sessions, and up to two directories deep in them.
+    let mut places: Vec<(NodeKey, bool)> = Vec::new();
+    for s in sessions {
+        places.push((NodeKey::Session(s.into()), true));
+        let mut rels: Vec<(PathBuf, bool)> = Vec::new();
+        for d in dirs {
+            rels.push((d.into(), true));
+            for d2 in dirs {
+                rels.push((PathBuf::from(d).join(d2), true));
+            }
+        }
+        let parents: Vec<PathBuf> = std::iter::once(PathBuf::new())
+            .chain(rels.iter().map(|(r, _)| r.clone()))
+            .collect();
+        for p in parents {
+            for f in files {
+                rels.push((p.join(f), false));
+            }
+        }
+        for (rel, is_dir) in rels {
+            places.push((NodeKey::inside(s.into(), rel), is_dir));
+        }
+    }
+    let below = |k: &NodeKey, top: &NodeKey| -> bool {
+        match (k, top) {
+            (_, NodeKey::Session(t)) => match k {
+                NodeKey::Session(s) => s == t,
+                _ => k.in_session().is_some_and(|(s, _)| s == t),
+            },
+            _ => match (k.in_session(), top.in_session()) {
+                (Some((a, ra)), Some((b, rb))) => a == b && ra.starts_with(rb),
+                _ => false,
+            },
+        }
+    };
+    for round in 0..30 {
+        let mut t = InodeTable::default();
+        let mut m = Model::default();
+        let mut inos: Vec<u64> = Vec::new();
+        for step in 0..400 {
+            let (key, is_dir) = places[rand(places.len())].clone();
+            let what = rand(100);
+            let op;
+            if what < 35 {
+                let lookup = rand(4) != 0;
+                op = format!("intern {key:?} {lookup}");
+                let (a, b) = (t.intern(key.clone(), lookup), m.intern(key, lookup));
+                assert_eq!(a, b, "{op}");
+                inos.push(a);
+            } else if what < 45 {
+                let s = sessions[rand(2)];
+                op = format!("intern_fresh {s}");
+                let k = NodeKey::Checkpoint(s.into());
+                let (a, b) = (t.intern_fresh(k.clone()), m.intern_fresh(k));
+                assert_eq!(a, b, "{op}");
+                inos.push(a);
+            } else if what < 70 && !inos.is_empty() {
+                let ino = inos[rand(inos.len())];
+                let n = 1 + rand(2) as u64;
+                op = format!("forget {ino} {n}");
+                t.forget(ino, n);
+                m.forget(ino, n);
+            } else if what < 80 {
+                let (to, to_dir) = places[rand(places.len())].clone();
+                if is_dir != to_dir || below(&to, &key) {
+                    continue;
+                }
+                op = format!("rename {key:?} {to:?}");
+                t.rename(&key, &to);
+                m.rename(&key, &to);
+            } else if what < 88 {
+                op = format!("detach {key:?}");
+                t.detach(&key);
+                m.detach(&key);
+            } else if !is_dir && !inos.is_empty() {
+                // A hard link: only of a file, to a file's name.
+                let ino = inos[rand(inos.len())];
+                // (Of an inode whose name is gone, the old table kept the
+                // gone name as the primary one and counted the link as a
+                // second name: which name was primary depended on its
+                // hash order, so that is not compared.)
+                let file = m.key(ino).is_some_and(|k| {
+                    m.find(&k) == Some(ino) && places.iter().any(|(p, d)| *p == k && !d)
+                });
+                if !file || matches!(key, NodeKey::Checkpoint(_)) {
+                    continue;
+                }
+                op = format!("alias {key:?} {ino}");
+                assert_eq!(t.alias(key.clone(), ino, true), m.alias(key, ino, true));
+                t.set_identity(ino, (1, ino));
+                m.set_identity(ino, (1, ino));
+            } else {
+                continue;
+            }
+            let at = format!("round {round} step {step}: {op}");
+            assert_eq!(t.len(), m.len(), "{at}");
+            for (k, _) in &places {
+                assert_eq!(t.find(k), m.find(k), "{at}: find {k:?}");
+            }
+            for &ino in &inos {
+                let mk = m.key(ino);
+                assert_eq!(t.key(ino).is_some(), mk.is_some(), "{at}: {ino} lives");
+                if let Some(mk) = mk
+                    && m.find(&mk) == Some(ino)
+                {
+                    // With hard links, which name goes on as the primary
+                    // one when it goes was the old table's hash order: any
+                    // name of the inode will do.
+                    let tk = t.key(ino).unwrap();
+                    assert!(
+                        tk == mk || (t.find(&tk) == Some(ino) && m.find(&tk) == Some(ino)),
+                        "{at}: key of {ino}: {tk:?}, not {mk:?}"
+                    );
+                    assert_eq!(
+                        t.linked((1, ino)).map(|(i, _)| i),
+                        m.linked((1, ino)).map(|(i, _)| i),
+                        "{at}: linked {ino}"
+                    );
+                }
+            }
+            let mut ts: Vec<_> = t.looked_up_sessions().collect();
+            let mut ms: Vec<_> = m.looked_up_sessions().collect();
+            ts.sort();
+            ms.sort();
+            assert_eq!(ts, ms, "{at}");
+        }
+    }
 }
