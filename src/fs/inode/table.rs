@@ -766,13 +766,16 @@ impl InodeTable {
 
     /// Gives back the memory of freed slots and names once they are most
     /// of it: the live nodes move to the front (their slots change) and
-    /// both indexes are rebuilt to their size.
+    /// both indexes are rebuilt to their size. The copy is made while the
+    /// old nodes are still there, so it waits until at most a quarter of
+    /// them live (the kernel dropping its caches forgets most of a walk at
+    /// once): the table's peak stays within a quarter of its largest size.
     fn tidy(&mut self) {
         // All forgotten (the two fixed nodes left): back to the start.
         let empty = !self.free.is_empty() && self.free.len() + 2 == self.nodes.len();
         let slack_nodes =
-            empty || (self.free.len() > 1024 && self.free.len() * 2 > self.nodes.len());
-        let slack_names = self.garbage > 64 * 1024 && self.garbage * 2 > self.names.len();
+            empty || (self.free.len() > 1024 && self.free.len() * 4 > self.nodes.len() * 3);
+        let slack_names = self.garbage > 64 * 1024 && self.garbage * 4 > self.names.len() * 3;
         if !(slack_nodes || slack_names) {
             return;
         }
@@ -804,6 +807,9 @@ impl InodeTable {
         self.names = names;
         self.garbage = 0;
         self.free = Vec::new();
+        // The old indexes go before the new ones are built.
+        self.by_ino = Index::default();
+        self.by_name = Index::default();
         let (nodes, names, hasher) = (&self.nodes, &self.names, &self.hasher);
         let mut by_ino = Index::with_room(primaries.len());
         for slot in primaries {
