@@ -4,6 +4,7 @@
 use sessionfs::{cli, exit_codes, helper};
 
 fn main() {
+    limit_malloc_arenas();
     // Started by mount(8) as /sbin/mount.fuse.sessionfs, or by fuse(8) as
     // `sessionfs REPO MOUNTPOINT -o OPTS`: run `sessionfs mount` instead.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -31,4 +32,24 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// A mount's daemon serves requests on several threads, and glibc gives
+/// each thread a malloc arena of its own (up to eight per core): memory
+/// freed in one arena is reused only by the threads of that arena, so the
+/// transient buffers of requests and the inode table's growth left free
+/// memory resident in every arena (after `find` over 100,000 sessions,
+/// 79 MiB resident with the default arenas, 61–82 MiB with two, 41 MiB
+/// with one). One arena is enough: the table is behind one mutex anyway,
+/// and glibc's per-thread caches serve most small allocations without its
+/// lock. A `MALLOC_ARENA_MAX` set in the environment wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a parameter of glibc's allocator, and
+        // runs here before any other thread of the process exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
 }
