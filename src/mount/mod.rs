@@ -318,20 +318,18 @@ const READ_AHEAD_KIB: u32 = 1024;
 /// only while the mount does). Best effort: only root may, and passthrough
 /// reads do not use it.
 fn raise_read_ahead(mountpoint: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    // The mount answers this stat once the session thread serves it.
-    let dev = match std::fs::metadata(mountpoint) {
-        Ok(m) => m.dev(),
-        Err(e) => {
-            log::debug!("read-ahead left as is: {}: {e}", mountpoint.display());
-            return;
-        }
+    // From the mount table, not a `stat` of the mount point: this process
+    // serves that `stat` itself, and were it killed while waiting for the
+    // reply, it could never exit (the kernel waits for the answer to a
+    // request it sent, and only this process could give it).
+    let Some((major, minor)) = mounts::MountEntry::at(mountpoint).map(|m| m.device) else {
+        log::debug!(
+            "read-ahead left as is: {} is not in the mount table",
+            mountpoint.display()
+        );
+        return;
     };
-    let knob = format!(
-        "/sys/class/bdi/{}:{}/read_ahead_kb",
-        libc::major(dev),
-        libc::minor(dev)
-    );
+    let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
     match std::fs::write(&knob, format!("{READ_AHEAD_KIB}\n")) {
         Ok(()) => log::debug!("read-ahead {READ_AHEAD_KIB} KiB ({knob})"),
         Err(e) => log::debug!("read-ahead left as is: {knob}: {e}"),

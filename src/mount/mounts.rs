@@ -16,6 +16,8 @@ pub(crate) struct MountEntry {
     pub mountpoint: PathBuf,
     pub fstype: String,
     pub source: String,
+    /// The device number (major, minor) of the mounted filesystem.
+    pub device: (u32, u32),
 }
 
 fn unescape(field: &str) -> Vec<u8> {
@@ -42,7 +44,9 @@ fn unescape(field: &str) -> Vec<u8> {
 fn parse(line: &str) -> Option<MountEntry> {
     let fields: Vec<&str> = line.split(' ').collect();
     let dash = fields.iter().position(|f| *f == "-")?;
+    let (major, minor) = fields.get(2)?.split_once(':')?;
     Some(MountEntry {
+        device: (major.parse().ok()?, minor.parse().ok()?),
         mountpoint: PathBuf::from(OsString::from_vec(unescape(fields.get(4)?))),
         fstype: fields.get(dash + 1)?.to_string(),
         source: String::from_utf8_lossy(&unescape(fields.get(dash + 2)?)).into_owned(),
@@ -91,6 +95,7 @@ mod tests {
                 mountpoint: PathBuf::from("/mnt/my sessions"),
                 fstype: "fuse.sessionfs".into(),
                 source: "/srv/s".into(),
+                device: (98, 0),
             })
         );
         assert_eq!(parse("garbage"), None);
