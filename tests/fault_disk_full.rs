@@ -6,6 +6,10 @@
 //!   failing write() or close() returns ENOSPC);
 //! - the previous checkpoint is intact and no `session.next` is left;
 //! - once space is freed, the next commit works.
+//!
+//! And, through the filesystem layer, `dd`'s exact requests: a commit
+//! refused at FSYNC and FLUSH is not made at the RELEASE that comes after
+//! `close()` returned, even once room is back.
 
 mod common;
 
@@ -182,4 +186,88 @@ fn a_full_disk_fails_a_commit_through_the_mount_with_passthrough() {
 #[test]
 fn a_full_disk_fails_a_commit_through_the_mount_without_passthrough() {
     full_disk_through_the_mount(&["--no-passthrough"]);
+}
+
+/// `dd of=session conv=fsync` on a full disk, as the filesystem layer sees
+/// it: OPEN with O_TRUNC, FLUSH (dd's dup2-and-close), writes that end in
+/// ENOSPC (with passthrough the kernel's, into the file the FLUSH gave
+/// back), FSYNC, FLUSH (dd's exit), then, after `close()` returned and
+/// room came back, RELEASE. The commit failed at FSYNC and FLUSH, and the
+/// writer was told so: RELEASE must not try it again, which would hold
+/// the lock once dd exited and commit the cut-short file.
+#[test]
+fn a_commit_refused_at_close_is_not_retried_at_release() {
+    use sessionfs::core::Repository;
+    use sessionfs::fs::inode::ROOT;
+    use sessionfs::fs::{FsConfig, SessionFs};
+    use std::ffi::OsStr;
+    use std::os::unix::fs::FileExt;
+
+    let _serial = serial();
+    for passthrough in [true, false] {
+        let mode = if passthrough {
+            "passthrough"
+        } else {
+            "daemon-served"
+        };
+        let full = full_repository(64 << 10);
+        let fs = SessionFs::new(Repository::new(&full.repo), FsConfig { read_only: false })
+            .expect("filesystem over the repository");
+        fs.set_passthrough(passthrough);
+        let pid = common::fs_driver::me().pid;
+        let dir = fs.lookup_by(ROOT, OsStr::new("full.session"), pid).unwrap();
+        let ino = fs
+            .lookup_by(dir.ino, OsStr::new("session"), pid)
+            .unwrap()
+            .ino;
+        let opened = fs
+            .open(ino, libc::O_WRONLY | libc::O_TRUNC, common::fs_driver::me())
+            .unwrap();
+        assert_eq!(opened.backing.is_some(), passthrough, "{mode}");
+        let fh = opened.fh;
+        fs.flush(fh, pid).unwrap();
+
+        let big = checkpoint(0xB16, 1 << 20);
+        let mut failed = None;
+        for (i, chunk) in big.chunks(64 << 10).enumerate() {
+            let offset = (i * (64 << 10)) as u64;
+            let errno = match &opened.backing {
+                Some(b) => b
+                    .write_all_at(chunk, offset)
+                    .err()
+                    .and_then(|e| e.raw_os_error()),
+                None => fs.write(fh, offset, chunk).err().map(|e| e.errno()),
+            };
+            if errno.is_some() {
+                failed = errno;
+                break;
+            }
+        }
+        assert_eq!(
+            failed,
+            Some(libc::ENOSPC),
+            "{mode}: the writes filled the disk"
+        );
+
+        assert_eq!(
+            fs.fsync(fh).map_err(|e| e.errno()),
+            Err(libc::ENOSPC),
+            "{mode}"
+        );
+        assert_eq!(
+            fs.flush(fh, pid).map_err(|e| e.errno()),
+            Err(libc::ENOSPC),
+            "{mode}"
+        );
+        assert_old_intact(&full.repo);
+
+        // Room comes back before the kernel's RELEASE (another open's
+        // RELEASE drops its backing file, a user removes a file).
+        fs::remove_file(&full.filler).unwrap();
+        fs.release(fh).unwrap();
+        assert_old_intact(&full.repo);
+        drop(opened);
+        drop(fs);
+        drop(full.tmpfs);
+    }
 }

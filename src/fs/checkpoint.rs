@@ -36,6 +36,9 @@
 //! Released    FLUSH, FSYNC, RELEASE; the      Released     re-takes the lock and commits
 //!             backing file was written                     a copy of it; a dying closer's
 //!             (passthrough)                   (Idle)       FLUSH discards it instead
+//! Released    that commit fails (disk full,   Failed       the lock is free again; the
+//!             lock held, ...)                              writes are dropped, never
+//!                                                          retried later
 //! Released T  FLUSH, FSYNC, RELEASE;          Released     commits the empty checkpoint if
 //!             nothing written                 (Idle)       `session` is still the one the
 //!                                                          open found and the lock is free,
@@ -95,10 +98,18 @@
 //!   a writer not dying), FSYNC or RELEASE. Those writes take no lock (the
 //!   daemon does not see them): a second writer meanwhile is not refused,
 //!   and the later commit replaces its checkpoint.
+//! - A commit that failed at FSYNC or FLUSH was reported to the writer
+//!   (`dd` exits non-zero on it): the handle is `Failed`, so RELEASE, which
+//!   comes after `close()` returned, never tries it again. Retrying there
+//!   would hold the lock after the writer went on (`session.next` still
+//!   there once `dd` exited), and, if room came back meanwhile, commit a
+//!   file a passthrough write had cut short, which the writer was told
+//!   failed.
 //!
 //! Invariants: a handle never commits a checkpoint a write failed in (the
-//! failure is reported at the next FLUSH instead), never commits for a
-//! writer dying from a signal, holds the lock only while `Writing`, and
+//! failure is reported at the next FLUSH instead), never makes later a
+//! commit it reported failed, never commits for a writer dying from a
+//! signal, holds the lock only while `Writing`, and
 //! replies to a FLUSH only once the lock is free or holds uncommitted
 //! writes.
 
@@ -179,9 +190,10 @@ enum State {
     /// No checkpoint in progress, no lock, nothing kept: the last one was
     /// discarded (a dying writer) or failed.
     Idle,
-    /// A write into the checkpoint failed: it was aborted (no lock),
-    /// further writes fail with this errno, and the next flush reports it
-    /// instead of committing a partial file.
+    /// A write into the checkpoint, or the commit of a released handle's
+    /// passthrough writes, failed: it was aborted (no lock), further writes
+    /// fail with this errno, and the next flush reports it instead of
+    /// committing a partial file.
     Failed { errno: i32 },
 }
 
@@ -635,9 +647,10 @@ impl WriteHandle {
     }
 
     /// Aborts the checkpoint in progress of a handle whose write failed (its
-    /// file may hold a partial checkpoint) and remembers the errno for the
-    /// next flush, which reports it instead of committing (→ `Failed`);
-    /// returns `err`.
+    /// file may hold a partial checkpoint), or drops the file of a released
+    /// handle whose commit failed, and remembers the errno for the next
+    /// flush, which reports it instead of committing (→ `Failed`); returns
+    /// `err`.
     fn poison(&mut self, err: FsError) -> FsError {
         let old = std::mem::replace(&mut self.state, State::Failed { errno: err.errno() });
         if let State::Writing { writer, .. } = old
@@ -656,9 +669,11 @@ impl WriteHandle {
     /// passthrough backing file if the kernel wrote it since, else the
     /// empty checkpoint of a pending `O_TRUNC`. The state stays `Released`:
     /// the commit is of a writer of its own.
+    /// A failed commit of passthrough writes leaves the handle `Failed`
+    /// (see the module doc): it is not retried at the next request.
     fn commit_released(&mut self) -> FsResult<()> {
         if self.released_written() {
-            return self.recommit_released();
+            return self.recommit_released().map_err(|e| self.poison(e));
         }
         match self.state {
             State::Released { truncate: true, .. } => self.commit_truncate(),
@@ -676,6 +691,9 @@ impl WriteHandle {
             "{}: written through a descriptor still open after a close; committing those writes",
             self.session_path().display()
         );
+        // The kernel wrote the file without the daemon: a write a full disk
+        // cut short is told only by the room left (as in `commit`).
+        check_room(file, &self.storage.location())?;
         let writer = late_commits::begin(
             &self.storage,
             None,
