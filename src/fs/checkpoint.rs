@@ -333,13 +333,10 @@ impl SessionFs {
         dir: BorrowedFd<'_>,
         caller: Caller,
     ) -> FsResult<Opened> {
-        // Each try fails only when another open of the inode got in between
-        // the choice and the registration; the last one is served alone.
-        for attempt in 0..4 {
-            let mut how = self.nodes().checkpoints.open_reader(ino, caller.pid);
-            if attempt == 3 && how != OpenChoice::Stale {
-                how = OpenChoice::Unshared;
-            }
+        // A try fails only when an open of another version (or a writer's)
+        // got in between the choice and the registration.
+        for _ in 0..8 {
+            let how = self.nodes().checkpoints.open_reader(ino, caller.pid);
             let (file, stamp) = match &how {
                 OpenChoice::Stale => return Err(stale(&storage)),
                 OpenChoice::Join { stamp, handles } => match self.reader_file(handles) {
@@ -381,6 +378,7 @@ impl SessionFs {
                 writes_checkpoint: false,
             });
         }
+        self.nodes().checkpoints.open_contended(ino, caller.pid);
         Err(stale(&storage))
     }
 

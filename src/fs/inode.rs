@@ -439,15 +439,18 @@ impl CheckpointInodes {
         })
     }
 
-    /// An open of `ino` by `pid` begins: a refusal of `pid` is answered
-    /// (its retry reached an inode), and the inode is nobody's reserve.
-    /// Returns whether this is the refused inode again (a reopen made
-    /// without a lookup).
+    /// An open of `ino` by `pid` begins (a refusal of `pid` is answered:
+    /// its retry reached an inode). Returns whether this is the refused
+    /// inode again (a reopen made without a lookup).
     fn opening(&mut self, ino: u64, pid: u32) -> bool {
-        if let Some(c) = self.by_ino.get_mut(&ino) {
-            c.reserved_for = 0;
-        }
-        pid != 0 && self.fresh_for.get(&pid) == Some(&ino)
+        pid != 0 && self.fresh_for.remove(&pid) == Some(ino)
+    }
+
+    /// An open that could not be registered for its version after several
+    /// tries (other opens kept getting in): refused like a conflicting
+    /// open.
+    pub fn open_contended(&mut self, ino: u64, pid: u32) -> OpenChoice {
+        self.refuse(ino, pid, false)
     }
 
     pub fn opened(&mut self, ino: u64, fh: u64) {
@@ -484,7 +487,6 @@ impl CheckpointInodes {
     /// How an open for reading of `ino` by `pid` goes on.
     pub fn open_reader(&mut self, ino: u64, pid: u32) -> OpenChoice {
         let again = self.opening(ino, pid);
-        self.fresh_for.remove(&pid);
         let c = self.by_ino.entry(ino).or_default();
         if c.writers > 0 {
             return self.refuse(ino, pid, again);
@@ -515,9 +517,16 @@ impl CheckpointInodes {
     ) -> Option<bool> {
         let c = self.by_ino.entry(ino).or_default();
         let keep = match how {
-            OpenChoice::Alone { .. } if c.writers > 0 || !c.handles.is_empty() => return None,
+            // Readers open meanwhile are fine if they read the same version.
+            OpenChoice::Alone { .. }
+                if c.writers > 0 || !c.handles.is_empty() && c.stamp != stamp =>
+            {
+                return None;
+            }
             OpenChoice::Join { .. } if c.writers > 0 || c.stamp != stamp => return None,
             OpenChoice::Alone { .. } | OpenChoice::Join { .. } => {
+                // Registered: the inode is nobody's reserve any more.
+                c.reserved_for = 0;
                 let keep = stamp.is_some() && c.cached == stamp;
                 c.stamp = stamp;
                 // Without KEEP_CACHE the kernel drops the pages at this
@@ -539,7 +548,6 @@ impl CheckpointInodes {
     /// writer is counted (see [`CheckpointInodes::writer_failed`]).
     pub fn open_writer(&mut self, ino: u64, pid: u32) -> OpenChoice {
         let again = self.opening(ino, pid);
-        self.fresh_for.remove(&pid);
         let c = self.by_ino.entry(ino).or_default();
         if c.writers > 0 || !c.handles.is_empty() {
             return match self.refuse(ino, pid, again) {
@@ -555,6 +563,7 @@ impl CheckpointInodes {
         // What it writes goes through the pages; until it is released (see
         // `closed`) no lookup hands the inode out and no reader opens it.
         c.writers += 1;
+        c.reserved_for = 0;
         OpenChoice::Alone { cached: c.cached }
     }
 
@@ -1015,6 +1024,41 @@ mod tests {
             c,
             "a writer's inode is handed to nobody"
         );
+    }
+
+    #[test]
+    fn the_inode_of_a_refused_open_is_its_own_until_it_opened() {
+        let mut n = Nodes::default();
+        let key = || NodeKey::Checkpoint("s.session".into());
+        let st = Some(Stamp::of(&stat_of_size(1)));
+        let a = n.looked_up(key(), &stat_of_size(1), 7);
+        assert_eq!(
+            n.checkpoints.open_writer(a, 7),
+            OpenChoice::Alone { cached: None }
+        );
+        n.checkpoints.opened(a, 100);
+        // A reader that looked up before the writer opened is refused.
+        assert_eq!(n.checkpoints.open_reader(a, 8), OpenChoice::Stale);
+        let b = n.looked_up(key(), &stat_of_size(1), 8);
+        assert_ne!(b, a);
+        assert_eq!(
+            n.looked_up(key(), &stat_of_size(1), 8),
+            b,
+            "its second lookup"
+        );
+        assert_ne!(
+            n.looked_up(key(), &stat_of_size(1), 9),
+            b,
+            "nobody else gets it before its open"
+        );
+        let b = n.looked_up(key(), &stat_of_size(1), 8);
+        let how = n.checkpoints.open_reader(b, 8);
+        assert_eq!(how, OpenChoice::Alone { cached: None });
+        // Another reader of the same version got in meanwhile: both stand.
+        let other = n.checkpoints.open_reader(b, 9);
+        assert_eq!(n.checkpoints.reader_opened(b, 102, st, &other), Some(false));
+        assert_eq!(n.checkpoints.reader_opened(b, 101, st, &how), Some(true));
+        assert_eq!(n.looked_up(key(), &stat_of_size(1), 10), b, "then shared");
     }
 
     #[test]
