@@ -336,7 +336,14 @@ impl SessionFs {
         // A try fails only when an open of another version (or a writer's)
         // got in between the choice and the registration.
         for _ in 0..8 {
-            let how = self.nodes().checkpoints.open_reader(ino, caller.pid);
+            let mut how = self.nodes().checkpoints.open_reader(ino, caller.pid);
+            // The readers to join went meanwhile: open the committed file,
+            // registered only if it is their version or they are all gone.
+            if let OpenChoice::Join { handles, .. } = &how
+                && self.reader_file(handles).is_none()
+            {
+                how = OpenChoice::Alone { cached: None };
+            }
             let (file, stamp) = match &how {
                 OpenChoice::Stale => return Err(stale(&storage)),
                 OpenChoice::Join { stamp, handles } => match self.reader_file(handles) {
@@ -346,7 +353,6 @@ impl SessionFs {
                         })?;
                         (Some(file), Some(*stamp))
                     }
-                    // Its readers went meanwhile.
                     None => continue,
                 },
                 OpenChoice::Alone { .. } | OpenChoice::Unshared => {
