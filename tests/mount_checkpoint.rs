@@ -188,7 +188,8 @@ both_modes! {
                         .arg(&p)
                         .arg(&stop)
                         .stdin(Stdio::null())
-                        .stdout(Stdio::piped()),
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped()),
                 )
             })
             .collect();
@@ -202,8 +203,9 @@ both_modes! {
         for r in readers {
             let out = r.wait_with_output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            assert!(out.status.success(), "{text}");
-            assert!(text.ends_with("bad 0\n"), "{text}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{text}{err}");
+            assert!(text.ends_with("bad 0\n"), "{text}{err}");
         }
         assert_eq!(m.checkpoint("a"), version(120));
         m.assert_no_next();

@@ -106,6 +106,19 @@
 //!   file a passthrough write had cut short, which the writer was told
 //!   failed.
 //!
+//! - The kernel's page cache (daemon-served opens): readers of one
+//!   committed version share its inode and keep its pages from open to
+//!   open (`FOPEN_KEEP_CACHE` when the pages are known to be that version);
+//!   a writer opens only an inode nothing else has open and writes through
+//!   its page cache, so once its last checkpoint is committed, and it is
+//!   released with nothing failed, discarded or written since, its inode
+//!   stands for that version with its pages (`committed_version`). An open
+//!   that would break this is refused with `ESTALE`, which the kernel
+//!   retries after a fresh lookup (see `inode::CheckpointInodes`).
+//! - Large checkpoints: every [`WRITEBACK_KICK`] bytes written through the
+//!   daemon, the disk is asked to start writing them out, so the commit's
+//!   fsync finds most of the data written.
+//!
 //! Invariants: a handle never commits a checkpoint a write failed in (the
 //! failure is reported at the next FLUSH instead), never makes later a
 //! commit it reported failed, never commits for a writer dying from a
@@ -121,6 +134,7 @@ use std::sync::Mutex;
 use super::dying::{DyingCheck, dying_from_signal};
 use super::file::check_room;
 use super::handles::Handle;
+use super::inode::OpenChoice;
 use super::late_commits;
 use super::{Caller, FsError, FsResult, Opened, SessionFs, Stamp};
 use crate::core::{
@@ -186,6 +200,9 @@ enum State {
         stamp: Option<Stamp>,
         /// The open's `O_TRUNC` still wants an empty checkpoint.
         truncate: bool,
+        /// `file` is the checkpoint this handle committed (not an aborted
+        /// writer's file).
+        committed: bool,
     },
     /// No checkpoint in progress, no lock, nothing kept: the last one was
     /// discarded (a dying writer) or failed.
@@ -217,6 +234,33 @@ impl Change<'_> {
             Change::Write(data, offset) => sys::pwrite_all(f.as_fd(), data, offset),
             Change::SetLen(len) => sys::ftruncate(f.as_fd(), len),
         }
+    }
+}
+
+/// After this many bytes written through the daemon, the disk is asked to
+/// start writing the checkpoint out (`sync_file_range`, not waiting): a
+/// large checkpoint is then mostly on disk when the commit's fsync comes,
+/// instead of all of it being written then, after the last FUSE request.
+const WRITEBACK_KICK: u64 = 8 << 20;
+
+/// Starts the write-out of what `file` holds (best effort: the commit's
+/// fsync is what makes it durable).
+fn kick_writeback(file: &File) {
+    // SAFETY: `file` is an open descriptor; sync_file_range takes no
+    // pointers.
+    let rc = unsafe {
+        libc::sync_file_range(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            0,
+            0,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
+    if rc != 0 {
+        log::debug!(
+            "sync_file_range: {} (the commit's fsync writes it all)",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -252,6 +296,12 @@ pub(super) struct WriteHandle {
     caller: Caller,
     /// The kernel reads and writes the checkpoint's file directly.
     passthrough: bool,
+    /// The kernel's page cache of the handle's inode holds what it wrote
+    /// (daemon-served, alone on its inode: see `CheckpointInodes`).
+    page_cache: bool,
+    /// Bytes written through the daemon since the disk was last asked to
+    /// start writing the checkpoint out (see [`WRITEBACK_KICK`]).
+    unkicked: u64,
     state: State,
     /// The committed checkpoint when the handle opened (taken under its
     /// lock): a pending `O_TRUNC` commits only over that one.
@@ -270,27 +320,110 @@ impl SessionFs {
         let storage = self.storage(s)?;
         let dir = self.session_dir(s)?;
         if flags & libc::O_ACCMODE == libc::O_RDONLY {
-            let file = storage.open_checkpoint_in(dir.as_fd())?;
+            return self.open_reader(ino, storage, dir.as_fd(), caller);
+        }
+        let how = self.nodes().checkpoints.open_writer(ino, caller.pid);
+        if how == OpenChoice::Stale {
+            return Err(stale(&storage));
+        }
+        match self.open_writer(ino, storage, dir, flags, caller, &how) {
+            Ok(opened) => Ok(opened),
+            Err(e) => {
+                self.nodes().checkpoints.writer_failed(ino);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens `session` for reading on inode `ino` (see `CheckpointInodes`):
+    /// alone on the inode, the committed file; joining the readers open on
+    /// it, the file they read.
+    fn open_reader(
+        &self,
+        ino: u64,
+        storage: Storage,
+        dir: BorrowedFd<'_>,
+        caller: Caller,
+    ) -> FsResult<Opened> {
+        // A try fails only when an open of another version (or a writer's)
+        // got in between the choice and the registration.
+        for _ in 0..8 {
+            let mut how = self.nodes().checkpoints.open_reader(ino, caller.pid);
+            // The readers to join went meanwhile: open the committed file,
+            // registered only if it is their version or they are all gone.
+            if let OpenChoice::Join { handles, .. } = &how
+                && self.reader_file(handles).is_none()
+            {
+                how = OpenChoice::Alone { cached: None };
+            }
+            let (file, stamp) = match &how {
+                OpenChoice::Stale => return Err(stale(&storage)),
+                OpenChoice::Join { stamp, handles } => match self.reader_file(handles) {
+                    Some(file) => {
+                        let file = file.map_err(|e| {
+                            FsError::io("open", storage.location().join(SESSION_FILE), e)
+                        })?;
+                        (Some(file), Some(*stamp))
+                    }
+                    None => continue,
+                },
+                OpenChoice::Alone { .. } | OpenChoice::Unshared => {
+                    let file = storage.open_checkpoint_in(dir)?;
+                    let stamp = file.as_ref().and_then(Stamp::of_file);
+                    (file, stamp)
+                }
+            };
             let backing = match &file {
                 Some(f) => self.backing(f)?,
                 None => None,
             };
-            // The kernel refuses FOPEN_KEEP_CACHE with passthrough (whose
-            // page cache is the backing file's own anyway).
-            let keep_cache = match file.as_ref().and_then(Stamp::of_file) {
-                Some(_) if backing.is_some() => false,
-                Some(stamp) => self.nodes().cached_versions.insert(ino, stamp) == Some(stamp),
-                None => false,
+            let passthrough = backing.is_some();
+            let fh = self.insert_handle(Handle::Reader(CheckpointReader {
+                storage: storage.clone(),
+                file,
+            }));
+            let registered = self.nodes().checkpoints.reader_opened(ino, fh, stamp, &how);
+            let Some(keep) = registered else {
+                self.remove_handle(fh);
+                continue;
             };
-            let fh = self.insert_handle(Handle::Reader(CheckpointReader { storage, file }));
-            self.nodes().checkpoints.opened(ino, fh);
             return Ok(Opened {
                 fh,
                 backing,
-                keep_cache,
+                // The kernel refuses FOPEN_KEEP_CACHE with passthrough
+                // (whose page cache is the backing file's own anyway).
+                keep_cache: keep && !passthrough,
                 writes_checkpoint: false,
             });
         }
+        self.nodes().checkpoints.open_contended(ino, caller.pid);
+        Err(stale(&storage))
+    }
+
+    /// A new descriptor of the file one of the reader handles `handles`
+    /// reads (`None`: none of them is open any more).
+    fn reader_file(&self, handles: &[u64]) -> Option<std::io::Result<File>> {
+        handles.iter().find_map(|&fh| {
+            let h = self.handle(fh)?;
+            match h.as_ref() {
+                Handle::Reader(CheckpointReader { file: Some(f), .. }) => Some(f.try_clone()),
+                _ => None,
+            }
+        })
+    }
+
+    /// Opens `session` for writing on inode `ino`, counted as its writer
+    /// (`how`: alone on it, its writes go through the kernel's page cache;
+    /// `Unshared`, they bypass it).
+    fn open_writer(
+        &self,
+        ino: u64,
+        storage: Storage,
+        dir: std::os::fd::OwnedFd,
+        flags: i32,
+        caller: Caller,
+        how: &OpenChoice,
+    ) -> FsResult<Opened> {
         let truncating = flags & libc::O_TRUNC != 0;
         let start = if truncating {
             Start::Empty
@@ -313,11 +446,12 @@ impl SessionFs {
         };
         let backing = self.backing(writer.file())?;
         let baseline = Stamp::of_file(writer.file());
-        self.nodes().cached_versions.remove(&ino);
         let handle = WriteHandle {
             storage,
             caller,
             passthrough: self.passthrough() && backing.is_some(),
+            page_cache: backing.is_none() && *how != OpenChoice::Unshared,
+            unkicked: 0,
             state: State::Writing {
                 writer,
                 baseline,
@@ -335,12 +469,44 @@ impl SessionFs {
             fh,
             backing,
             keep_cache: false,
-            writes_checkpoint: true,
+            // A writer alone on its inode writes through the kernel's page
+            // cache: once committed, its pages are that version's, kept
+            // for the readers of it (see `CheckpointInodes`).
+            writes_checkpoint: *how == OpenChoice::Unshared,
         })
     }
 }
 
+/// The refusal of an open that must go to another inode: the kernel looks
+/// the name up again and retries the open once.
+fn stale(storage: &Storage) -> FsError {
+    FsError::refused(
+        "open",
+        storage.location().join(SESSION_FILE),
+        "another open of this inode is another version or a writer; the kernel retries with a fresh lookup",
+        libc::ESTALE,
+    )
+}
+
 impl WriteHandle {
+    /// At the release: the checkpoint this handle committed last, when the
+    /// handle ended with it (nothing written, failed or discarded since),
+    /// as lookups will find it, and whether the kernel's pages of its inode
+    /// hold exactly that version (see `CheckpointInodes`).
+    pub(super) fn committed_version(&self) -> Option<(Stamp, bool)> {
+        match &self.state {
+            State::Released {
+                stamp: Some(stamp),
+                truncate: false,
+                committed: true,
+                ..
+            } => Some((*stamp, self.page_cache)),
+            State::Released { .. } | State::Writing { .. } | State::Idle | State::Failed { .. } => {
+                None
+            }
+        }
+    }
+
     /// True while a checkpoint is in progress (the lock is held).
     pub(super) fn is_writing(&self) -> bool {
         matches!(self.state, State::Writing { .. })
@@ -562,6 +728,13 @@ impl WriteHandle {
         match change.to_writer(writer) {
             Ok(()) => {
                 *progress = Progress::Written;
+                if let Change::Write(data, _) = change {
+                    self.unkicked += data.len() as u64;
+                    if self.unkicked >= WRITEBACK_KICK {
+                        self.unkicked = 0;
+                        kick_writeback(writer.file());
+                    }
+                }
                 Ok(())
             }
             Err(e) => Err(self.poison(e.into())),
@@ -590,7 +763,7 @@ impl WriteHandle {
             return Ok(());
         }
         match kept {
-            Ok(file) => self.release_to(file, false),
+            Ok(file) => self.release_to(file, false, true),
             Err(e) => log::warn!(
                 "{}: committed, but cannot keep the committed file for this open: {e}",
                 self.session_path().display()
@@ -610,7 +783,7 @@ impl WriteHandle {
         let kept = writer.file().try_clone();
         writer.abort()?;
         match kept {
-            Ok(file) => self.release_to(file, truncate),
+            Ok(file) => self.release_to(file, truncate, false),
             // Without its file the open reads the committed checkpoint and
             // nothing written through passthrough can be seen: say so.
             Err(e) => log::warn!(
@@ -621,12 +794,14 @@ impl WriteHandle {
         Ok(())
     }
 
-    /// `Released` with `file`, stamped now.
-    fn release_to(&mut self, file: File, truncate: bool) {
+    /// `Released` with `file`, stamped now; `committed`: it is the
+    /// checkpoint just committed.
+    fn release_to(&mut self, file: File, truncate: bool, committed: bool) {
         self.state = State::Released {
             stamp: Stamp::of_file(&file),
             file,
             truncate,
+            committed,
         };
     }
 
@@ -713,11 +888,14 @@ impl WriteHandle {
             file,
             stamp,
             truncate,
+            committed,
         } = &mut self.state
         {
             *stamp = Stamp::of_file(file);
             // What was committed started from the truncated file.
             *truncate = false;
+            // It was a copy of the file: the file is not the checkpoint.
+            *committed = false;
         }
         Ok(())
     }

@@ -358,14 +358,25 @@ impl SessionFs {
     /// gives up its checkpoint (see `checkpoint`).
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let handle = self.remove_handle(fh).ok_or(FsError::BadHandle)?;
-        self.nodes().closed(fh);
         match handle.as_ref() {
-            Handle::Writer(h) => lock(h).release(),
+            // What it ends with (committed here or before) tells whether
+            // its inode may stand for that version from now on.
+            Handle::Writer(h) => {
+                let mut writer = lock(h);
+                let released = writer.release();
+                let committed = writer.committed_version();
+                drop(writer);
+                self.nodes().writer_closed(fh, committed);
+                released
+            }
             Handle::Reader(_)
             | Handle::File { .. }
             | Handle::Lock(_)
             | Handle::Dir(_)
-            | Handle::View(_) => Ok(()),
+            | Handle::View(_) => {
+                self.nodes().closed(fh);
+                Ok(())
+            }
         }
     }
 

@@ -119,35 +119,101 @@ impl NodeKey {
     }
 }
 
-/// The inodes of `session` files. A lookup of `session` gets the inode of
-/// the last lookup back only when the same process made that lookup,
-/// nothing has the inode open, and the committed file is the same version
-/// (so `stat` then `open`, as `cp` and `tar` do, see one inode); otherwise
-/// a fresh inode, so every open version and every checkpoint being written
-/// has a page cache and a passthrough backing file of its own (the kernel
-/// wants one backing file for all passthrough opens of an inode), even
-/// when two processes look it up at once.
+/// The inodes of `session` files: one inode per committed version, shared
+/// by every reader of that version, so the kernel's page cache of it is
+/// filled once and kept from open to open (`FOPEN_KEEP_CACHE`).
+///
+/// Invariants:
+/// - every handle open on an inode reads or writes through that inode's
+///   page cache: all the readers open on one inode read the one version
+///   `stamp` names (a reader opening an inode others read takes the file
+///   they read, see `checkpoint`), and a writer is alone on its inode: a
+///   writer never opens an inode with another handle open on it, and no
+///   reader opens, and no lookup hands out, an inode a writer has open
+///   (`writers`); the open that would break this is refused with `ESTALE`
+///   once, and the kernel's retry looks the name up again and gets an
+///   inode of its own (`fresh_for`);
+/// - `cached` names the only version the kernel's pages of the inode can
+///   hold: set by a reader's open (an open without `FOPEN_KEEP_CACHE`
+///   drops the pages first), and by a writer's release only when its last
+///   checkpoint was committed and is still the committed file (its pages
+///   are exactly what it wrote); anything else (a failed, discarded or
+///   aborted checkpoint) leaves `stamp` and `cached` empty, and the inode
+///   is never handed out again;
+/// - a lookup hands out the name's newest inode when it stands for the
+///   committed version found (`stamp`) and no writer has it open, else a
+///   fresh inode (one of its own for a checkpoint about to be written, and
+///   for a version committed outside the mount).
 #[derive(Debug, Default)]
 pub(crate) struct CheckpointInodes {
     by_ino: HashMap<u64, CheckpointInode>,
     ino_of_fh: HashMap<u64, u64>,
+    /// Processes (threads) whose open of an inode was refused with
+    /// `ESTALE` (see the invariants): the inode refused. Their next lookup
+    /// of a `session` gets a fresh inode; an open of that same inode again
+    /// (a reopen the kernel makes without a lookup) is served as it can be.
+    fresh_for: HashMap<u32, u64>,
 }
 
 #[derive(Debug, Default)]
 struct CheckpointInode {
-    /// The committed file when the inode was looked up (`None`: unknown).
+    /// The committed version the inode stands for: found by its lookup,
+    /// read by the readers open on it, or committed by its writer (`None`:
+    /// none; the inode is never handed out again).
     stamp: Option<Stamp>,
     /// The handles open on the inode, oldest first.
     handles: Vec<u64>,
-    /// The process (thread) that looked it up last; 0: unknown.
-    pid: u32,
+    /// How many of them write (or are being opened to write).
+    writers: usize,
+    /// The version the kernel's pages of the inode hold, if known.
+    cached: Option<Stamp>,
+    /// The process refused an open (`fresh_for`) that this fresh inode was
+    /// looked up for: no other process's lookup gets it until that process
+    /// opened it (0: none).
+    reserved_for: u32,
+}
+
+/// How an open of a `session` inode may go on (see [`CheckpointInodes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpenChoice {
+    /// A reader alone on the inode: it opens the committed file; `cached`
+    /// is the version the kernel's pages hold.
+    Alone { cached: Option<Stamp> },
+    /// A reader joining the readers open on the inode: it reads the file
+    /// of one of them (`handles`), the version `stamp`.
+    Join { stamp: Stamp, handles: Vec<u64> },
+    /// The open must be refused with `ESTALE` (the kernel looks the name
+    /// up again and retries).
+    Stale,
+    /// A reopen of an inode refused once already, made without a lookup:
+    /// served without sharing its page cache with anything (the inode is
+    /// never handed out again).
+    Unshared,
 }
 
 impl CheckpointInodes {
-    fn reusable(&self, ino: u64, stamp: &Stamp, pid: u32) -> bool {
+    /// Whether a lookup by `pid` finding the committed version `stamp` may
+    /// hand out `ino`.
+    fn shareable(&self, ino: u64, stamp: &Stamp, pid: u32) -> bool {
         self.by_ino.get(&ino).is_some_and(|c| {
-            pid != 0 && c.pid == pid && c.handles.is_empty() && c.stamp.as_ref() == Some(stamp)
+            c.writers == 0
+                && c.stamp.as_ref() == Some(stamp)
+                && (c.reserved_for == 0 || c.reserved_for == pid)
         })
+    }
+
+    /// An open of `ino` by `pid` begins (a refusal of `pid` is answered:
+    /// its retry reached an inode). Returns whether this is the refused
+    /// inode again (a reopen made without a lookup).
+    fn opening(&mut self, ino: u64, pid: u32) -> bool {
+        pid != 0 && self.fresh_for.remove(&pid) == Some(ino)
+    }
+
+    /// An open that could not be registered for its version after several
+    /// tries (other opens kept getting in): refused like a conflicting
+    /// open.
+    pub fn open_contended(&mut self, ino: u64, pid: u32) -> OpenChoice {
+        self.refuse(ino, pid, false)
     }
 
     pub fn opened(&mut self, ino: u64, fh: u64) {
@@ -163,11 +229,140 @@ impl CheckpointInodes {
             .unwrap_or_default()
     }
 
+    /// `pid` is refused an open of `ino` (`ESTALE`): its next lookup gets
+    /// a fresh inode.
+    fn refuse(&mut self, ino: u64, pid: u32, again: bool) -> OpenChoice {
+        if pid == 0 || again {
+            if let Some(c) = self.by_ino.get_mut(&ino) {
+                c.stamp = None;
+                c.cached = None;
+            }
+            return OpenChoice::Unshared;
+        }
+        // Bounded: an entry whose retry never came is dropped with the rest.
+        if self.fresh_for.len() >= 1024 {
+            self.fresh_for.clear();
+        }
+        self.fresh_for.insert(pid, ino);
+        OpenChoice::Stale
+    }
+
+    /// How an open for reading of `ino` by `pid` goes on.
+    pub fn open_reader(&mut self, ino: u64, pid: u32) -> OpenChoice {
+        let again = self.opening(ino, pid);
+        let c = self.by_ino.entry(ino).or_default();
+        if c.writers > 0 {
+            return self.refuse(ino, pid, again);
+        }
+        match c.stamp {
+            _ if c.handles.is_empty() => OpenChoice::Alone { cached: c.cached },
+            Some(stamp) => OpenChoice::Join {
+                stamp,
+                handles: c.handles.clone(),
+            },
+            // Open, but standing for no known version (a reopen made
+            // without a lookup): its pages are nobody's to share.
+            None => OpenChoice::Unshared,
+        }
+    }
+
+    /// A reader opened `ino` as handle `fh` as `how` said, reading the
+    /// version `stamp` (`None`: there is no committed file). Returns
+    /// whether the kernel's pages already hold that version
+    /// (`FOPEN_KEEP_CACHE`), or `None` when another open got in meanwhile
+    /// and the reader must choose again.
+    pub fn reader_opened(
+        &mut self,
+        ino: u64,
+        fh: u64,
+        stamp: Option<Stamp>,
+        how: &OpenChoice,
+    ) -> Option<bool> {
+        let c = self.by_ino.entry(ino).or_default();
+        let keep = match how {
+            // Readers open meanwhile are fine if they read the same version.
+            OpenChoice::Alone { .. }
+                if c.writers > 0 || !c.handles.is_empty() && c.stamp != stamp =>
+            {
+                return None;
+            }
+            OpenChoice::Join { .. } if c.writers > 0 || c.stamp != stamp => return None,
+            OpenChoice::Alone { .. } | OpenChoice::Join { .. } => {
+                // Registered: the inode is nobody's reserve any more.
+                c.reserved_for = 0;
+                let keep = stamp.is_some() && c.cached == stamp;
+                c.stamp = stamp;
+                // Without KEEP_CACHE the kernel drops the pages at this
+                // open; from now on they are filled from this version only.
+                c.cached = stamp;
+                keep
+            }
+            OpenChoice::Stale | OpenChoice::Unshared => {
+                c.stamp = None;
+                c.cached = None;
+                false
+            }
+        };
+        self.opened(ino, fh);
+        Some(keep)
+    }
+
+    /// How an open for writing of `ino` by `pid` goes on; on `Alone` the
+    /// writer is counted (see [`CheckpointInodes::writer_failed`]).
+    pub fn open_writer(&mut self, ino: u64, pid: u32) -> OpenChoice {
+        let again = self.opening(ino, pid);
+        let c = self.by_ino.entry(ino).or_default();
+        if c.writers > 0 || !c.handles.is_empty() {
+            return match self.refuse(ino, pid, again) {
+                OpenChoice::Unshared => {
+                    if let Some(c) = self.by_ino.get_mut(&ino) {
+                        c.writers += 1;
+                    }
+                    OpenChoice::Unshared
+                }
+                other => other,
+            };
+        }
+        // What it writes goes through the pages; until it is released (see
+        // `closed`) no lookup hands the inode out and no reader opens it.
+        c.writers += 1;
+        c.reserved_for = 0;
+        OpenChoice::Alone { cached: c.cached }
+    }
+
+    /// A writer counted by `open_writer` failed to open: the kernel did
+    /// not open the inode (nor truncated its pages), which stands for what
+    /// it stood for.
+    pub fn writer_failed(&mut self, ino: u64) {
+        if let Some(c) = self.by_ino.get_mut(&ino) {
+            c.writers = c.writers.saturating_sub(1);
+        }
+    }
+
     /// The handle is gone; returns its inode when nothing else has it open.
-    fn closed(&mut self, fh: u64) -> Option<u64> {
+    /// `writer`: the handle wrote; with the checkpoint it committed last,
+    /// when that is what it ended with, and whether the kernel's pages hold
+    /// exactly that version.
+    fn closed(&mut self, fh: u64, writer: Option<Option<(Stamp, bool)>>) -> Option<u64> {
         let ino = self.ino_of_fh.remove(&fh)?;
         let c = self.by_ino.get_mut(&ino)?;
         c.handles.retain(|&h| h != fh);
+        if let Some(committed) = writer {
+            c.writers = c.writers.saturating_sub(1);
+            match committed {
+                // Alone on its inode to the end: lookups finding what it
+                // committed may hand the inode out, with its pages when
+                // they are that version.
+                Some((stamp, pages)) if c.writers == 0 && c.handles.is_empty() => {
+                    c.stamp = Some(stamp);
+                    c.cached = pages.then_some(stamp);
+                }
+                _ => {
+                    c.stamp = None;
+                    c.cached = None;
+                }
+            }
+        }
         c.handles.is_empty().then_some(ino)
     }
 }
@@ -182,9 +377,6 @@ pub(crate) struct Nodes {
     /// Symlinks made in the root (by `ln -sfn X.session last-session`,
     /// which makes a temporary link and renames it): name → session.
     pub pending_links: HashMap<OsString, SessionName>,
-    /// The version of each `session` inode the page cache was last filled
-    /// from (daemon-served reads only).
-    pub cached_versions: HashMap<u64, Stamp>,
     /// Session directories found gone while the kernel may still cache
     /// them (see `SessionFs::take_vanished`).
     pub vanished: Vec<OsString>,
@@ -248,23 +440,44 @@ impl Nodes {
             return self.table.intern(key, true);
         }
         let stamp = Stamp::of(st);
-        match self.table.find(&key) {
-            Some(ino) if self.checkpoints.reusable(ino, &stamp, pid) => {
-                self.table.intern(key, true)
-            }
-            _ => {
-                let ino = self.table.intern_fresh(key);
-                self.checkpoints.by_ino.insert(
-                    ino,
-                    CheckpointInode {
-                        stamp: Some(stamp),
-                        handles: Vec::new(),
-                        pid,
-                    },
-                );
-                ino
-            }
+        // A process refused an open (ESTALE) looks the name up again: it
+        // gets an inode of its own, which no other lookup gets before its
+        // open (the kernel retries once only).
+        let refused = pid != 0 && self.checkpoints.fresh_for.contains_key(&pid);
+        let found = self.table.find(&key);
+        if let Some(ino) = found
+            && self.checkpoints.shareable(ino, &stamp, pid)
+            && (!refused
+                || self
+                    .checkpoints
+                    .by_ino
+                    .get(&ino)
+                    .is_some_and(|c| c.reserved_for == pid))
+        {
+            return self.table.intern(key, true);
         }
+        let ino = self.table.intern_fresh(key);
+        // The older inode, dropped by the table if the kernel held no
+        // lookup of it, leaves nothing behind.
+        if let Some(old) = found
+            && self.table.key(old).is_none()
+            && self
+                .checkpoints
+                .by_ino
+                .get(&old)
+                .is_some_and(|c| c.handles.is_empty() && c.writers == 0)
+        {
+            self.checkpoints.by_ino.remove(&old);
+        }
+        self.checkpoints.by_ino.insert(
+            ino,
+            CheckpointInode {
+                stamp: Some(stamp),
+                reserved_for: if refused { pid } else { 0 },
+                ..CheckpointInode::default()
+            },
+        );
+        ino
     }
 
     /// The kernel forgot `n` lookups of `ino`.
@@ -275,17 +488,44 @@ impl Nodes {
                 .checkpoints
                 .by_ino
                 .get(&ino)
-                .is_some_and(|c| c.handles.is_empty())
+                .is_some_and(|c| c.handles.is_empty() && c.writers == 0)
         {
             self.checkpoints.by_ino.remove(&ino);
         }
     }
 
-    /// The handle `fh` is released.
+    /// The handle `fh` (not a `session` writer's) is released.
     pub fn closed(&mut self, fh: u64) {
         self.open_files.closed(fh);
+        self.checkpoint_closed(fh, None);
+    }
+
+    /// The `session` write handle `fh` is released; `committed`: the
+    /// checkpoint it committed last, when that is what it ended with, and
+    /// whether the kernel's pages of its inode hold exactly that version
+    /// (daemon-served writes go through them).
+    pub fn writer_closed(&mut self, fh: u64, committed: Option<(Stamp, bool)>) {
+        let ino = self.checkpoints.ino_of_fh.get(&fh).copied();
+        self.checkpoint_closed(fh, Some(committed));
+        // The inode now stands for the version just committed: the next
+        // lookups find it first, even if readers looked the name up (and
+        // got inodes of their own) while it was written.
+        if let Some(ino) = ino
+            && self
+                .checkpoints
+                .by_ino
+                .get(&ino)
+                .is_some_and(|c| c.stamp.is_some() && committed.is_some())
+            && let Some(key) = self.table.key(ino)
+            && self.table.find(&key) != Some(ino)
+        {
+            self.table.alias(key, ino, false);
+        }
+    }
+
+    fn checkpoint_closed(&mut self, fh: u64, writer: Option<Option<(Stamp, bool)>>) {
         // Forgotten by the kernel before this release was answered.
-        if let Some(ino) = self.checkpoints.closed(fh)
+        if let Some(ino) = self.checkpoints.closed(fh, writer)
             && self.table.key(ino).is_none()
         {
             self.checkpoints.by_ino.remove(&ino);
@@ -464,30 +704,118 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_inode_is_reused_only_by_the_same_process_for_the_same_version() {
+    fn a_checkpoint_inode_is_shared_by_the_readers_of_one_version_only() {
         let mut n = Nodes::default();
         let key = || NodeKey::Checkpoint("s.session".into());
         let a = n.looked_up(key(), &stat_of_size(1), 7);
         assert_eq!(n.looked_up(key(), &stat_of_size(1), 7), a, "stat then open");
-        assert_ne!(
+        assert_eq!(
             n.looked_up(key(), &stat_of_size(1), 8),
             a,
             "another process"
         );
-        let b = n.looked_up(key(), &stat_of_size(1), 7);
-        let c = n.looked_up(key(), &stat_of_size(2), 7);
-        assert_ne!(b, c, "another version");
-        n.checkpoints.opened(c, 100);
+        assert_eq!(
+            n.looked_up(key(), &stat_of_size(1), 0),
+            a,
+            "unknown process"
+        );
+        let how = n.checkpoints.open_reader(a, 7);
+        assert_eq!(how, OpenChoice::Alone { cached: None });
+        let st = Some(Stamp::of(&stat_of_size(1)));
+        assert_eq!(
+            n.checkpoints.reader_opened(a, 100, st, &how),
+            Some(false),
+            "the first reader fills the pages"
+        );
+        let how = n.checkpoints.open_reader(a, 8);
+        assert!(matches!(how, OpenChoice::Join { .. }), "{how:?}");
+        assert_eq!(
+            n.checkpoints.reader_opened(a, 101, st, &how),
+            Some(true),
+            "the next keeps them"
+        );
+        let b = n.looked_up(key(), &stat_of_size(2), 7);
+        assert_ne!(b, a, "another version");
+        // A writer opening the readers' inode is sent to a fresh lookup.
+        assert_eq!(n.checkpoints.open_writer(a, 9), OpenChoice::Stale);
+        let c = n.looked_up(key(), &stat_of_size(2), 9);
+        assert_ne!(c, b, "the refused process gets an inode of its own");
+        assert_eq!(
+            n.checkpoints.open_writer(c, 9),
+            OpenChoice::Alone { cached: None }
+        );
+        n.checkpoints.opened(c, 102);
         assert_ne!(
             n.looked_up(key(), &stat_of_size(2), 7),
             c,
-            "open inodes are not shared"
+            "a writer's inode is handed to nobody"
+        );
+    }
+
+    #[test]
+    fn the_inode_of_a_refused_open_is_its_own_until_it_opened() {
+        let mut n = Nodes::default();
+        let key = || NodeKey::Checkpoint("s.session".into());
+        let st = Some(Stamp::of(&stat_of_size(1)));
+        let a = n.looked_up(key(), &stat_of_size(1), 7);
+        assert_eq!(
+            n.checkpoints.open_writer(a, 7),
+            OpenChoice::Alone { cached: None }
+        );
+        n.checkpoints.opened(a, 100);
+        // A reader that looked up before the writer opened is refused.
+        assert_eq!(n.checkpoints.open_reader(a, 8), OpenChoice::Stale);
+        let b = n.looked_up(key(), &stat_of_size(1), 8);
+        assert_ne!(b, a);
+        assert_eq!(
+            n.looked_up(key(), &stat_of_size(1), 8),
+            b,
+            "its second lookup"
         );
         assert_ne!(
-            n.looked_up(key(), &stat_of_size(2), 0),
-            n.looked_up(key(), &stat_of_size(2), 0),
-            "unknown process"
+            n.looked_up(key(), &stat_of_size(1), 9),
+            b,
+            "nobody else gets it before its open"
         );
+        let b = n.looked_up(key(), &stat_of_size(1), 8);
+        let how = n.checkpoints.open_reader(b, 8);
+        assert_eq!(how, OpenChoice::Alone { cached: None });
+        // Another reader of the same version got in meanwhile: both stand.
+        let other = n.checkpoints.open_reader(b, 9);
+        assert_eq!(n.checkpoints.reader_opened(b, 102, st, &other), Some(false));
+        assert_eq!(n.checkpoints.reader_opened(b, 101, st, &how), Some(true));
+        assert_eq!(n.looked_up(key(), &stat_of_size(1), 10), b, "then shared");
+    }
+
+    #[test]
+    fn a_writers_inode_stands_for_what_it_committed_only() {
+        let mut n = Nodes::default();
+        let key = || NodeKey::Checkpoint("s.session".into());
+        let w = n.looked_up(key(), &stat_of_size(1), 7);
+        assert_eq!(
+            n.checkpoints.open_writer(w, 7),
+            OpenChoice::Alone { cached: None }
+        );
+        n.checkpoints.opened(w, 100);
+        let committed = Stamp::of(&stat_of_size(5));
+        n.writer_closed(100, Some((committed, true)));
+        assert_eq!(n.looked_up(key(), &stat_of_size(5), 8), w, "its version");
+        assert_eq!(
+            n.checkpoints.open_reader(w, 8),
+            OpenChoice::Alone {
+                cached: Some(committed)
+            },
+            "with its pages"
+        );
+        // A writer that ends with nothing committed leaves no version.
+        let v = n.looked_up(key(), &stat_of_size(6), 7);
+        assert_eq!(
+            n.checkpoints.open_writer(v, 7),
+            OpenChoice::Alone { cached: None }
+        );
+        n.checkpoints.opened(v, 101);
+        n.writer_closed(101, None);
+        assert_ne!(n.looked_up(key(), &stat_of_size(6), 8), v);
     }
 
     #[test]

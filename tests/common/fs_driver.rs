@@ -73,8 +73,30 @@ impl Driver {
         self.lookup(dir, "session").expect("lookup checkpoint").ino
     }
 
+    /// An OPEN of `ino`, as the kernel sends it: refused with `ESTALE`
+    /// (the inode is another open's version, or a writer's), it tries once
+    /// more. The kernel's retry walks the path again: with no lookup in
+    /// between, as here, it is the same inode (a reopen through
+    /// `/proc/self/fd`); [`Driver::open_path`] looks the name up again.
     pub fn open(&self, ino: u64, flags: i32) -> Result<Opened, FsError> {
-        self.fs.open(ino, flags, me())
+        match self.fs.open(ino, flags, me()) {
+            Err(e) if e.errno() == libc::ESTALE => self.fs.open(ino, flags, me()),
+            other => other,
+        }
+    }
+
+    /// `open()` of `session` in a session directory by path, as the kernel
+    /// makes it: a lookup, the OPEN, and on `ESTALE` a second lookup and
+    /// OPEN. Returns the inode too.
+    pub fn open_path(&self, session: &str, flags: i32) -> Result<(u64, Opened), FsError> {
+        let ino = self.checkpoint(session);
+        match self.fs.open(ino, flags, me()) {
+            Err(e) if e.errno() == libc::ESTALE => {
+                let ino = self.checkpoint(session);
+                self.fs.open(ino, flags, me()).map(|o| (ino, o))
+            }
+            other => other.map(|o| (ino, o)),
+        }
     }
 
     /// WRITE of all of `data` at `offset`.
