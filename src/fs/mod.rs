@@ -54,7 +54,7 @@
 //! 2. a view slot (`view`), held while one session's checkpoint decodes;
 //! 3. the handle table (`handles`);
 //! 4. the nodes (`inode::Nodes`: inode table, checkpoint inodes, pending
-//!    links, cached versions, vanished sessions);
+//!    links, vanished sessions);
 //! 5. the `/proc` reader pool (`dying`), a leaf;
 //! 6. whether the daemon holds an open `session.next`'s lock
 //!    (`lockfile::LockFile`), a leaf held across one `fcntl` only;
@@ -128,10 +128,9 @@ pub struct Opened {
     pub backing: Option<File>,
     /// The kernel's page cache for this file still holds this exact version.
     pub keep_cache: bool,
-    /// Writes a checkpoint. Served by the daemon (without passthrough),
-    /// its writes need not go through the kernel's page cache: no reader
-    /// sees the checkpoint before it is committed, and a commit is a new
-    /// inode for every later open.
+    /// Bypasses the kernel's page cache (FOPEN_DIRECT_IO): only a
+    /// checkpoint writer that could not get an inode of its own (a reopen
+    /// made without a lookup) and shares one whose pages readers use.
     pub writes_checkpoint: bool,
 }
 

@@ -247,9 +247,9 @@ impl InodeTable {
     }
 
     /// A new inode for `key`, even if it has one already (older inodes of
-    /// the key keep standing for it until the kernel forgets them). Each
-    /// lookup of a `session` file gets its own inode, so every open of it
-    /// has a page cache and a passthrough backing file of its own.
+    /// the key keep standing for it until the kernel forgets them): a
+    /// `session` gets one per committed version, and one of its own for a
+    /// writer (see `CheckpointInodes`).
     pub fn intern_fresh(&mut self, key: NodeKey) -> u64 {
         let slot = self.ensure_slot(&key);
         let old = self.node(slot).ino;
