@@ -57,12 +57,15 @@ impl SessionFs {
         {
             return found;
         }
+        self.entering(parent, &pkey);
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         let st = self.stat_key(&key)?;
-        let dir_key = sys::is_dir(&st).then(|| key.clone());
+        // A directory inside a session is watched before the reply hands
+        // it over; a session directory once something in it is asked for
+        // (so `ls -l` of the root watches nothing).
+        let dir_key = (sys::is_dir(&st) && matches!(key, NodeKey::Child(..))).then(|| key.clone());
         let ino = self.looked_up_linked(key, &st, pid);
         if let Some(dir_key) = dir_key {
-            // Before the reply: what the kernel caches of it is watched.
             self.watch_dir(ino, &dir_key, None);
         }
         Ok(Attr::from_stat(ino, &st))
@@ -104,6 +107,7 @@ impl SessionFs {
 
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         let key = self.key(ino)?;
+        self.entering(ino, &key);
         let listing = if key == NodeKey::Root {
             let mut entries = dot_entries(ino);
             self.root_entries(&mut entries)?;
@@ -215,7 +219,9 @@ impl SessionFs {
         }
         let st = self.stat_key(&key)?;
         let ino = self.nodes().table.intern(key.clone(), true);
-        self.watch_dir(ino, &key, None);
+        if matches!(key, NodeKey::Child(..)) {
+            self.watch_dir(ino, &key, None);
+        }
         Ok(Attr::from_stat(ino, &st))
     }
 

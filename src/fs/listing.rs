@@ -94,6 +94,7 @@ impl SessionFs {
             Some(s) => s,
             None => {
                 let key = self.key(ino)?;
+                self.entering(ino, &key);
                 let mut entries = super::dir::dot_entries(ino);
                 if key == NodeKey::Root {
                     self.root_entries(&mut entries)?;

@@ -9,9 +9,12 @@
 //! short cache times that need no watch.
 //!
 //! Invariants:
-//! - a directory's watch is added before the reply that hands the kernel
-//!   its inode (a lookup, a listing with attributes, a `mkdir`), so no
-//!   change can fall between the kernel caching it and the watch seeing it;
+//! - a directory inside a session is watched before the reply that hands
+//!   the kernel its inode (a lookup, a listing with attributes, a
+//!   `mkdir`); a session directory before the first reply about anything
+//!   in it (until then its entry is cached briefly), so `ls -l` of the root
+//!   watches nothing; either way no change can fall between the kernel
+//!   caching something and the watch seeing it;
 //! - the map from watch to inode is changed only under the watches' mutex,
 //!   which is held across `inotify_add_watch`, so an event is never read for
 //!   a watch the map does not know yet;
@@ -277,6 +280,14 @@ impl SessionFs {
         fresh
     }
 
+    /// Something inside the directory `dir` (a session directory or one
+    /// inside it) is asked for: it is watched from now on, if it can be.
+    pub(super) fn entering(&self, dir: u64, key: &NodeKey) {
+        if matches!(key, NodeKey::Session(_) | NodeKey::Child(..)) && !self.is_watched(dir) {
+            self.watch_dir(dir, key, None);
+        }
+    }
+
     /// The kernel forgot the inode `ino`: its watch, if any, goes.
     pub(super) fn unwatch(&self, ino: u64) {
         let Some(w) = self.watches.get() else {
@@ -414,6 +425,12 @@ mod tests {
     use super::super::test_fixture::fs_with_sessions;
     use super::*;
 
+    /// Looks something up in `dir`, as the kernel does before it caches
+    /// anything inside it.
+    fn enter(fs: &SessionFs, dir: u64) {
+        let _ = fs.lookup_by(dir, OsStr::new("nothing-here"), 0);
+    }
+
     /// The invalidations of the events queued so far (inotify queues them
     /// as the change is made, so they are there once it returns).
     fn pending(fs: &SessionFs) -> Vec<Invalidation> {
@@ -483,6 +500,7 @@ mod tests {
         let (dir, fs) = fs_with_sessions(&["a.session"]);
         fs.start_watching(None).unwrap();
         let session = fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
+        enter(&fs, session.ino);
         let tmp = dir.path().join("a.session/.session.tmp-host-1-2-3");
         std::fs::write(&tmp, b"data").unwrap();
         std::fs::rename(&tmp, dir.path().join("a.session/session")).unwrap();
@@ -508,6 +526,9 @@ mod tests {
         fs.start_watching(None).unwrap();
         let a = fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
         let b = fs.lookup_by(ROOT, OsStr::new("b.session"), 0).unwrap();
+        assert_eq!(fs.watched_count(), 1, "a session is watched once entered");
+        enter(&fs, a.ino);
+        enter(&fs, b.ino);
         assert_eq!(fs.watched_count(), 3);
         fs.forget(a.ino, 1);
         assert_eq!(fs.watched_count(), 2);
@@ -520,11 +541,13 @@ mod tests {
         fs.start_watching(Some(2)).unwrap();
         let a = fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
         let b = fs.lookup_by(ROOT, OsStr::new("b.session"), 0).unwrap();
+        enter(&fs, a.ino);
+        enter(&fs, b.ino);
         assert!(fs.is_watched(a.ino));
         assert!(!fs.is_watched(b.ino), "the limit counts the root");
         // Room again once the kernel forgets one.
         fs.forget(a.ino, 1);
-        let b = fs.lookup_by(ROOT, OsStr::new("b.session"), 0).unwrap();
+        enter(&fs, b.ino);
         assert!(fs.is_watched(b.ino));
     }
 
@@ -558,6 +581,7 @@ mod tests {
         let (_dir, fs) = fs_with_sessions(&["a.session"]);
         fs.start_watching(None).unwrap();
         let session = fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
+        enter(&fs, session.ino);
         let d = fs
             .mkdir(
                 session.ino,
