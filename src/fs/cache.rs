@@ -157,7 +157,7 @@ impl SessionFs {
         while let Some((next, e)) = entries.next_entry() {
             let counted = e.is_kept_by_kernel();
             let found = if counted {
-                self.lookup_by(parent, &e.name, 0)
+                self.look_up(parent, &e.name, 0, true)
             } else {
                 self.getattr(e.ino, None)
             };

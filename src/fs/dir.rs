@@ -51,6 +51,18 @@ pub(super) fn dot_entries(ino: u64) -> Vec<DirEntry> {
 impl SessionFs {
     /// A lookup made by process (thread) `pid` (0: unknown).
     pub fn lookup_by(&self, parent: u64, name: &OsStr, pid: u32) -> FsResult<Attr> {
+        self.look_up(parent, name, pid, false)
+    }
+
+    /// A lookup, made by the kernel (LOOKUP) or by a listing that hands
+    /// the kernel its entries (`listing`).
+    pub(super) fn look_up(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        pid: u32,
+        listing: bool,
+    ) -> FsResult<Attr> {
         let pkey = self.key(parent)?;
         if pkey == NodeKey::Root
             && let Some(found) = self.lookup_root_link(name)
@@ -61,9 +73,15 @@ impl SessionFs {
         let key = pkey.child(name).ok_or(FsError::NotFound)?;
         let st = self.stat_key(&key)?;
         // A directory inside a session is watched before the reply hands
-        // it over; a session directory once something in it is asked for
-        // (so `ls -l` of the root watches nothing).
-        let dir_key = (sys::is_dir(&st) && matches!(key, NodeKey::Child(..))).then(|| key.clone());
+        // it over; a session directory once the kernel looks it up by
+        // itself (a listing of the root watches nothing, so a cold `ls -l`
+        // of it stays cheap) or something in it is asked for.
+        let watch_now = match key {
+            NodeKey::Child(..) => true,
+            NodeKey::Session(_) => !listing,
+            _ => false,
+        };
+        let dir_key = (sys::is_dir(&st) && watch_now).then(|| key.clone());
         let ino = self.looked_up_linked(key, &st, pid);
         if let Some(dir_key) = dir_key {
             self.watch_dir(ino, &dir_key, None);

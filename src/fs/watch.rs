@@ -11,9 +11,9 @@
 //! Invariants:
 //! - a directory inside a session is watched before the reply that hands
 //!   the kernel its inode (a lookup, a listing with attributes, a
-//!   `mkdir`); a session directory before the first reply about anything
-//!   in it (until then its entry is cached briefly), so `ls -l` of the root
-//!   watches nothing; either way no change can fall between the kernel
+//!   `mkdir`); a session directory before the reply to its own LOOKUP or
+//!   to the first request about anything in it (until then its entry is
+//!   cached briefly), so a listing of the root watches nothing; either way no change can fall between the kernel
 //!   caching something and the watch seeing it;
 //! - the map from watch to inode is changed only under the watches' mutex,
 //!   which is held across `inotify_add_watch`, so an event is never read for
@@ -526,7 +526,7 @@ mod tests {
         fs.start_watching(None).unwrap();
         let a = fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
         let b = fs.lookup_by(ROOT, OsStr::new("b.session"), 0).unwrap();
-        assert_eq!(fs.watched_count(), 1, "a session is watched once entered");
+        assert_eq!(fs.watched_count(), 3, "a session the kernel looks up is watched");
         enter(&fs, a.ino);
         enter(&fs, b.ino);
         assert_eq!(fs.watched_count(), 3);
