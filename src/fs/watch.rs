@@ -526,7 +526,11 @@ mod tests {
         fs.start_watching(None).unwrap();
         let a = fs.lookup_by(ROOT, OsStr::new("a.session"), 0).unwrap();
         let b = fs.lookup_by(ROOT, OsStr::new("b.session"), 0).unwrap();
-        assert_eq!(fs.watched_count(), 3, "a session the kernel looks up is watched");
+        assert_eq!(
+            fs.watched_count(),
+            3,
+            "a session the kernel looks up is watched"
+        );
         enter(&fs, a.ino);
         enter(&fs, b.ino);
         assert_eq!(fs.watched_count(), 3);
