@@ -33,7 +33,7 @@ use crate::core::{SESSION_FILE, sys};
 use crate::decode::VIEW_NAME;
 
 /// `.` and `..` of the directory `ino`.
-pub(super) fn dot_entries(ino: u64) -> Vec<DirEntry> {
+fn dot_entries(ino: u64) -> Vec<DirEntry> {
     vec![
         DirEntry {
             ino,
@@ -49,6 +49,18 @@ pub(super) fn dot_entries(ino: u64) -> Vec<DirEntry> {
 }
 
 impl SessionFs {
+    /// The whole listing of the directory `ino` (`key`), read now: `.`,
+    /// `..`, then its entries.
+    pub(super) fn list_dir(&self, ino: u64, key: &NodeKey) -> FsResult<Vec<DirEntry>> {
+        let mut entries = dot_entries(ino);
+        if *key == NodeKey::Root {
+            self.root_entries(&mut entries)?;
+        } else {
+            self.dir_entries(key, &mut entries)?;
+        }
+        Ok(entries)
+    }
+
     /// A lookup made by process (thread) `pid` (0: unknown).
     pub fn lookup_by(&self, parent: u64, name: &OsStr, pid: u32) -> FsResult<Attr> {
         self.look_up(parent, name, pid, false)
@@ -127,8 +139,7 @@ impl SessionFs {
         let key = self.key(ino)?;
         self.entering(ino, &key);
         let listing = if key == NodeKey::Root {
-            let mut entries = dot_entries(ino);
-            self.root_entries(&mut entries)?;
+            let entries = self.list_dir(ino, &key)?;
             Listing::taken(ino, key, entries)
         } else {
             // Read at the first READDIR: an open the kernel answers from
@@ -139,7 +150,7 @@ impl SessionFs {
     }
 
     /// The entries of a directory other than the root, after `.` and `..`.
-    pub(super) fn dir_entries(&self, key: &NodeKey, entries: &mut Vec<DirEntry>) -> FsResult<()> {
+    fn dir_entries(&self, key: &NodeKey, entries: &mut Vec<DirEntry>) -> FsResult<()> {
         let dir = self.open_dir_key(key)?;
         let names = sys::read_dir_names(dir.as_fd())
             .map_err(|e| FsError::io("read directory", self.path_of(key), e))?;
@@ -195,9 +206,7 @@ impl SessionFs {
         if let Handle::Dir(listing) = handle.as_ref()
             && !listing.is_taken()
         {
-            let mut entries = dot_entries(listing.ino);
-            self.dir_entries(&listing.key, &mut entries)?;
-            listing.take(entries);
+            listing.take(self.list_dir(listing.ino, &listing.key)?);
         }
         DirEntries::new(handle, offset)
     }

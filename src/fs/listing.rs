@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
-use super::inode::NodeKey;
 use super::{DirEntries, DirEntry, FsResult, SessionFs, lock};
 use crate::decode::VIEW_NAME;
 
@@ -95,13 +94,7 @@ impl SessionFs {
             None => {
                 let key = self.key(ino)?;
                 self.entering(ino, &key);
-                let mut entries = super::dir::dot_entries(ino);
-                if key == NodeKey::Root {
-                    self.root_entries(&mut entries)?;
-                } else {
-                    self.dir_entries(&key, &mut entries)?;
-                }
-                let s = Arc::new(Snapshot::new(entries));
+                let s = Arc::new(Snapshot::new(self.list_dir(ino, &key)?));
                 let mut by_dir = lock(&self.listings.by_dir);
                 if by_dir.len() >= KEPT {
                     by_dir.clear();
