@@ -343,6 +343,39 @@ fn a_file_unlinked_while_open_works_until_closed() {
     d.fs.release(fh).unwrap();
 }
 
+/// The kernel's sequence for `open(O_RDONLY|O_TRUNC)` of a program a
+/// process is running: the OPEN comes first (with `FUSE_ATOMIC_O_TRUNC`
+/// the daemon truncates there), and only then does the kernel find the
+/// program busy. The daemon refuses it itself, so the running image is
+/// never cut short; once the program's exec handle is released the same
+/// open truncates.
+#[test]
+fn a_running_program_is_not_truncated_by_a_read_only_truncating_open() {
+    /// The kernel's `__FMODE_EXEC`, set on its open of a program.
+    const FMODE_EXEC: i32 = 0o40;
+    let d = with_checkpoint(b"");
+    let dir = d.session(S);
+    let (ino, fh) = create(&d, dir, "prog", me());
+    d.write(fh, 0, b"\x7fELF program").unwrap();
+    d.fs.release(fh).unwrap();
+    let prog = d.path(S).join("prog");
+
+    let exec = d.open(ino, libc::O_RDONLY | FMODE_EXEC).unwrap().fh;
+    assert_eq!(
+        errno_of(d.open(ino, libc::O_RDONLY | libc::O_TRUNC)),
+        libc::ETXTBSY
+    );
+    assert_eq!(std::fs::read(&prog).unwrap(), b"\x7fELF program");
+    let reader = d.open(ino, libc::O_RDONLY).unwrap().fh;
+    assert_eq!(d.read_all(reader).unwrap(), b"\x7fELF program");
+    d.fs.release(reader).unwrap();
+
+    d.fs.release(exec).unwrap();
+    let fh = d.open(ino, libc::O_RDONLY | libc::O_TRUNC).unwrap().fh;
+    assert_eq!(std::fs::read(&prog).unwrap(), b"", "truncated once not run");
+    d.fs.release(fh).unwrap();
+}
+
 // ----- callers get no more than the disk gives them ------------------------
 
 #[test]

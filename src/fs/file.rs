@@ -27,9 +27,28 @@ use crate::core::{SESSION_FILE, sys};
 /// The open flags passed on to a plain file.
 const PASSED_FLAGS: i32 = libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_NONBLOCK;
 
+/// The flag the kernel adds to its own open of a program it executes
+/// (`__FMODE_EXEC` in the kernel's fcntl.h; libc has no name for it).
+const FMODE_EXEC: i32 = 0o40;
+
 impl SessionFs {
     /// Opens a plain file inside a session directory.
+    ///
+    /// `O_RDONLY|O_TRUNC` of a running program is refused with ETXTBSY
+    /// here. The mount truncates at OPEN (`FUSE_ATOMIC_O_TRUNC`) and the
+    /// kernel checks that the file is not being executed only after the
+    /// OPEN: an open for writing it refuses before asking, but a read-only
+    /// truncating one would have cut the program short under its process
+    /// first.
     pub(super) fn open_file(&self, ino: u64, key: &NodeKey, flags: i32) -> FsResult<Opened> {
+        if flags & libc::O_TRUNC != 0 && self.nodes().open_files.executing(ino) {
+            return Err(FsError::refused(
+                "open",
+                self.path_of(key),
+                "the file is a program being executed",
+                libc::ETXTBSY,
+            ));
+        }
         let (dir, last) = self.parent_of_key(key)?;
         let fd = sys::openat(
             dir.as_fd(),
@@ -42,7 +61,12 @@ impl SessionFs {
             file: File::from(fd),
             path: self.path_of(key),
         });
-        self.nodes().open_files.opened(ino, fh);
+        let mut nodes = self.nodes();
+        if flags & FMODE_EXEC != 0 {
+            nodes.open_files.opened_to_execute(ino, fh);
+        } else {
+            nodes.open_files.opened(ino, fh);
+        }
         Ok(Opened::served(fh))
     }
 

@@ -24,7 +24,7 @@ mod index;
 mod store;
 mod table;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -402,10 +402,17 @@ pub(crate) struct CreatedLock {
 /// The handles open on inodes of plain files: the attributes of an inode
 /// with an open handle are its descriptor's, so a file unlinked (or
 /// replaced under its name) while open still shows itself until closed.
+///
+/// It also knows which inodes are being executed: the kernel opens a
+/// program with `__FMODE_EXEC` and keeps that open until the last process
+/// running it is gone, so an exec handle not yet released is a running
+/// image (or one being loaded).
 #[derive(Debug, Default)]
 pub(crate) struct OpenFiles {
     by_ino: HashMap<u64, Vec<u64>>,
     ino_of_fh: HashMap<u64, u64>,
+    /// The handles the kernel opened to execute a program.
+    exec_fhs: HashSet<u64>,
 }
 
 impl OpenFiles {
@@ -414,12 +421,26 @@ impl OpenFiles {
         self.ino_of_fh.insert(fh, ino);
     }
 
+    /// `fh` on `ino` is the kernel's open of a program it executes.
+    pub fn opened_to_execute(&mut self, ino: u64, fh: u64) {
+        self.opened(ino, fh);
+        self.exec_fhs.insert(fh);
+    }
+
     /// The oldest handle open on `ino`.
     pub fn first(&self, ino: u64) -> Option<u64> {
         self.by_ino.get(&ino).and_then(|h| h.first().copied())
     }
 
+    /// Whether a process is running (or loading) `ino` as its program.
+    pub fn executing(&self, ino: u64) -> bool {
+        self.by_ino
+            .get(&ino)
+            .is_some_and(|h| h.iter().any(|fh| self.exec_fhs.contains(fh)))
+    }
+
     fn closed(&mut self, fh: u64) {
+        self.exec_fhs.remove(&fh);
         let Some(ino) = self.ino_of_fh.remove(&fh) else {
             return;
         };
