@@ -134,7 +134,7 @@ use std::sync::Mutex;
 use super::dying::{DyingCheck, dying_from_signal};
 use super::file::check_room;
 use super::handles::Handle;
-use super::inode::OpenChoice;
+use super::inode::{OpenChoice, Version};
 use super::late_commits;
 use super::{Caller, FsError, FsResult, Opened, SessionFs, Stamp};
 use crate::core::{
@@ -370,7 +370,7 @@ impl SessionFs {
                 OpenChoice::Alone { .. } | OpenChoice::Unshared => {
                     let file = storage.open_checkpoint_in(dir)?;
                     let stamp = file.as_ref().and_then(Stamp::of_file);
-                    (file, stamp)
+                    (file, stamp.as_ref().map(Version::of))
                 }
             };
             let backing = match &file {

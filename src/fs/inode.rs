@@ -26,6 +26,7 @@ mod table;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 pub(crate) use self::table::InodeTable;
@@ -133,13 +134,13 @@ impl NodeKey {
 ///   (`writers`); the open that would break this is refused with `ESTALE`
 ///   once, and the kernel's retry looks the name up again and gets an
 ///   inode of its own (`fresh_for`);
-/// - `cached` names the only version the kernel's pages of the inode can
-///   hold: set by a reader's open (an open without `FOPEN_KEEP_CACHE`
-///   drops the pages first), and by a writer's release only when its last
-///   checkpoint was committed and is still the committed file (its pages
-///   are exactly what it wrote); anything else (a failed, discarded or
-///   aborted checkpoint) leaves `stamp` and `cached` empty, and the inode
-///   is never handed out again;
+/// - the kernel's pages of an inode can hold its `stamp` version only,
+///   and `pages` says whether they do: set by a reader's open (an open
+///   without `FOPEN_KEEP_CACHE` drops the pages first), and by a writer's
+///   release only when its last checkpoint was committed and is still the
+///   committed file (its pages are exactly what it wrote); anything else (a
+///   failed, discarded or aborted checkpoint) leaves `stamp` empty and
+///   `pages` false, and the inode is never handed out again;
 /// - a lookup hands out the name's newest inode when it stands for the
 ///   committed version found (`stamp`) and no writer has it open, else a
 ///   fresh inode (one of its own for a checkpoint about to be written, and
@@ -155,22 +156,80 @@ pub(crate) struct CheckpointInodes {
     fresh_for: HashMap<u32, u64>,
 }
 
+///
+/// One is kept for every `session` inode the kernel holds (a walk of the
+/// mount holds one per session), so it is small: a digest of the version
+/// (see [`Version`]), and the list of handles boxed, as most inodes have
+/// none open.
 #[derive(Debug, Default)]
 struct CheckpointInode {
     /// The committed version the inode stands for: found by its lookup,
     /// read by the readers open on it, or committed by its writer (`None`:
     /// none; the inode is never handed out again).
-    stamp: Option<Stamp>,
+    stamp: Option<Version>,
     /// The handles open on the inode, oldest first.
-    handles: Vec<u64>,
+    handles: OpenHandles,
     /// How many of them write (or are being opened to write).
-    writers: usize,
-    /// The version the kernel's pages of the inode hold, if known.
-    cached: Option<Stamp>,
+    writers: u32,
+    /// Whether the kernel's pages of the inode hold exactly `stamp` (the
+    /// only version they can hold, see the invariants).
+    pages: bool,
     /// The process refused an open (`fresh_for`) that this fresh inode was
     /// looked up for: no other process's lookup gets it until that process
     /// opened it (0: none).
     reserved_for: u32,
+}
+
+impl CheckpointInode {
+    /// The version the kernel's pages of the inode hold, if known.
+    fn cached(&self) -> Option<Version> {
+        self.stamp.filter(|_| self.pages)
+    }
+}
+
+/// A version of a `session` file as its inode keeps it: a 64-bit digest
+/// (SipHash) of its [`Stamp`], a quarter of the stamp's size. Two
+/// different versions of one file share a digest with a chance of one in
+/// 2^64, far below that of the disk returning a wrong block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Version(u64);
+
+impl Version {
+    pub fn of(stamp: &Stamp) -> Version {
+        // Fixed keys: the digest of one stamp is the same for the whole
+        // life of the daemon, and stamps are not chosen by an adversary.
+        let mut h = std::hash::DefaultHasher::new();
+        stamp.hash(&mut h);
+        Version(h.finish())
+    }
+}
+
+/// The handles open on one `session` inode, oldest first: boxed, so an
+/// inode with none costs one pointer.
+#[derive(Debug, Default)]
+struct OpenHandles(Option<Box<Vec<u64>>>);
+
+impl OpenHandles {
+    fn push(&mut self, fh: u64) {
+        self.0.get_or_insert_with(Box::default).push(fh);
+    }
+
+    fn remove(&mut self, fh: u64) {
+        if let Some(h) = &mut self.0 {
+            h.retain(|&x| x != fh);
+            if h.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn to_vec(&self) -> Vec<u64> {
+        self.0.as_deref().cloned().unwrap_or_default()
+    }
 }
 
 /// How an open of a `session` inode may go on (see [`CheckpointInodes`]).
@@ -178,10 +237,10 @@ struct CheckpointInode {
 pub(crate) enum OpenChoice {
     /// A reader alone on the inode: it opens the committed file; `cached`
     /// is the version the kernel's pages hold.
-    Alone { cached: Option<Stamp> },
+    Alone { cached: Option<Version> },
     /// A reader joining the readers open on the inode: it reads the file
     /// of one of them (`handles`), the version `stamp`.
-    Join { stamp: Stamp, handles: Vec<u64> },
+    Join { stamp: Version, handles: Vec<u64> },
     /// The open must be refused with `ESTALE` (the kernel looks the name
     /// up again and retries).
     Stale,
@@ -197,7 +256,7 @@ impl CheckpointInodes {
     fn shareable(&self, ino: u64, stamp: &Stamp, pid: u32) -> bool {
         self.by_ino.get(&ino).is_some_and(|c| {
             c.writers == 0
-                && c.stamp.as_ref() == Some(stamp)
+                && c.stamp == Some(Version::of(stamp))
                 && (c.reserved_for == 0 || c.reserved_for == pid)
         })
     }
@@ -225,7 +284,7 @@ impl CheckpointInodes {
     pub fn handles(&self, ino: u64) -> Vec<u64> {
         self.by_ino
             .get(&ino)
-            .map(|c| c.handles.clone())
+            .map(|c| c.handles.to_vec())
             .unwrap_or_default()
     }
 
@@ -235,7 +294,7 @@ impl CheckpointInodes {
         if pid == 0 || again {
             if let Some(c) = self.by_ino.get_mut(&ino) {
                 c.stamp = None;
-                c.cached = None;
+                c.pages = false;
             }
             return OpenChoice::Unshared;
         }
@@ -255,10 +314,10 @@ impl CheckpointInodes {
             return self.refuse(ino, pid, again);
         }
         match c.stamp {
-            _ if c.handles.is_empty() => OpenChoice::Alone { cached: c.cached },
+            _ if c.handles.is_empty() => OpenChoice::Alone { cached: c.cached() },
             Some(stamp) => OpenChoice::Join {
                 stamp,
-                handles: c.handles.clone(),
+                handles: c.handles.to_vec(),
             },
             // Open, but standing for no known version (a reopen made
             // without a lookup): its pages are nobody's to share.
@@ -275,7 +334,7 @@ impl CheckpointInodes {
         &mut self,
         ino: u64,
         fh: u64,
-        stamp: Option<Stamp>,
+        stamp: Option<Version>,
         how: &OpenChoice,
     ) -> Option<bool> {
         let c = self.by_ino.entry(ino).or_default();
@@ -290,16 +349,16 @@ impl CheckpointInodes {
             OpenChoice::Alone { .. } | OpenChoice::Join { .. } => {
                 // Registered: the inode is nobody's reserve any more.
                 c.reserved_for = 0;
-                let keep = stamp.is_some() && c.cached == stamp;
+                let keep = stamp.is_some() && c.cached() == stamp;
                 c.stamp = stamp;
                 // Without KEEP_CACHE the kernel drops the pages at this
                 // open; from now on they are filled from this version only.
-                c.cached = stamp;
+                c.pages = stamp.is_some();
                 keep
             }
             OpenChoice::Stale | OpenChoice::Unshared => {
                 c.stamp = None;
-                c.cached = None;
+                c.pages = false;
                 false
             }
         };
@@ -327,7 +386,7 @@ impl CheckpointInodes {
         // `closed`) no lookup hands the inode out and no reader opens it.
         c.writers += 1;
         c.reserved_for = 0;
-        OpenChoice::Alone { cached: c.cached }
+        OpenChoice::Alone { cached: c.cached() }
     }
 
     /// A writer counted by `open_writer` failed to open: the kernel did
@@ -346,7 +405,7 @@ impl CheckpointInodes {
     fn closed(&mut self, fh: u64, writer: Option<Option<(Stamp, bool)>>) -> Option<u64> {
         let ino = self.ino_of_fh.remove(&fh)?;
         let c = self.by_ino.get_mut(&ino)?;
-        c.handles.retain(|&h| h != fh);
+        c.handles.remove(fh);
         if let Some(committed) = writer {
             c.writers = c.writers.saturating_sub(1);
             match committed {
@@ -354,12 +413,12 @@ impl CheckpointInodes {
                 // committed may hand the inode out, with its pages when
                 // they are that version.
                 Some((stamp, pages)) if c.writers == 0 && c.handles.is_empty() => {
-                    c.stamp = Some(stamp);
-                    c.cached = pages.then_some(stamp);
+                    c.stamp = Some(Version::of(&stamp));
+                    c.pages = pages;
                 }
                 _ => {
                     c.stamp = None;
-                    c.cached = None;
+                    c.pages = false;
                 }
             }
         }
@@ -493,7 +552,7 @@ impl Nodes {
         self.checkpoints.by_ino.insert(
             ino,
             CheckpointInode {
-                stamp: Some(stamp),
+                stamp: Some(Version::of(&stamp)),
                 reserved_for: if refused { pid } else { 0 },
                 ..CheckpointInode::default()
             },
@@ -557,6 +616,14 @@ impl Nodes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One is kept per `session` inode the kernel holds: a walk of
+    /// 100,000 sessions keeps 100,000.
+    #[test]
+    fn a_session_inode_costs_little() {
+        assert!(std::mem::size_of::<CheckpointInode>() <= 40);
+        assert!(std::mem::size_of::<Stamp>() <= 40);
+    }
 
     #[test]
     fn interning_is_stable_and_forget_releases() {
@@ -742,7 +809,7 @@ mod tests {
         );
         let how = n.checkpoints.open_reader(a, 7);
         assert_eq!(how, OpenChoice::Alone { cached: None });
-        let st = Some(Stamp::of(&stat_of_size(1)));
+        let st = Some(Version::of(&Stamp::of(&stat_of_size(1))));
         assert_eq!(
             n.checkpoints.reader_opened(a, 100, st, &how),
             Some(false),
@@ -777,7 +844,7 @@ mod tests {
     fn the_inode_of_a_refused_open_is_its_own_until_it_opened() {
         let mut n = Nodes::default();
         let key = || NodeKey::Checkpoint("s.session".into());
-        let st = Some(Stamp::of(&stat_of_size(1)));
+        let st = Some(Version::of(&Stamp::of(&stat_of_size(1))));
         let a = n.looked_up(key(), &stat_of_size(1), 7);
         assert_eq!(
             n.checkpoints.open_writer(a, 7),
@@ -824,7 +891,7 @@ mod tests {
         assert_eq!(
             n.checkpoints.open_reader(w, 8),
             OpenChoice::Alone {
-                cached: Some(committed)
+                cached: Some(Version::of(&committed))
             },
             "with its pages"
         );

@@ -169,13 +169,23 @@ pub struct FsConfig {
 }
 
 /// What identifies one version of a file's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Kept for every `session` inode the kernel holds, so it is compact: the
+/// times are nanoseconds since the epoch in one `i64` (years 1678 to
+/// 2262; a time beyond saturates, and the inode number and the ctime the
+/// kernel sets still tell such versions apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
     size: i64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+/// A time of `stat` as nanoseconds since the epoch (saturating).
+fn nanos(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 impl Stamp {
@@ -184,8 +194,8 @@ impl Stamp {
             dev: st.st_dev,
             ino: st.st_ino,
             size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
+            mtime_ns: nanos(st.st_mtime, st.st_mtime_nsec),
+            ctime_ns: nanos(st.st_ctime, st.st_ctime_nsec),
         }
     }
 
@@ -196,7 +206,7 @@ impl Stamp {
     /// The same data: size and mtime. The ctime also changes when the file
     /// is only renamed or unlinked (replaced by a newer checkpoint).
     fn same_data(&self, other: &Stamp) -> bool {
-        self.size == other.size && self.mtime == other.mtime
+        self.size == other.size && self.mtime_ns == other.mtime_ns
     }
 }
 

@@ -11,7 +11,10 @@
 //!   items); item `i` is in chunk `i / NODES_PER_CHUNK`;
 //! - [`Names`]: a name is stored whole in one page of [`PAGE`] bytes, so
 //!   its offset is (page, place in it) and never changes; a name that does
-//!   not fit in the last page starts a new one.
+//!   not fit in the last page starts a new one. Names are never changed
+//!   once stored, so one stored name can serve several nodes: every entry
+//!   of `recent` is the offset and length of a name stored in the same
+//!   `Names`.
 
 use std::ops::{Index, IndexMut};
 
@@ -85,6 +88,9 @@ impl<T> IndexMut<usize> for Chunked<T> {
 /// an empty one.
 const PAGE: usize = 1 << 16;
 
+/// Entries of [`Names`]' cache of names stored lately.
+const RECENT: usize = 4096;
+
 /// Names, back to back in pages; a name is found by the offset [`Names::push`]
 /// gave and its length.
 #[derive(Debug, Default)]
@@ -92,9 +98,42 @@ pub(super) struct Names {
     pages: Vec<Vec<u8>>,
     /// Bytes used, over all pages (not counting the unused ends of pages).
     len: usize,
+    /// Names stored lately, by a hash of their bytes (direct-mapped; (0, 0):
+    /// none): the names of Checkbox's job records repeat from session to
+    /// session, and each is then stored once.
+    recent: Vec<(u32, u16)>,
+}
+
+/// FNV-1a: cheap, and good enough to spread names over [`RECENT`] entries.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Names {
+    /// Stores `name` unless the same name was stored lately; returns its
+    /// offset, and whether it is one stored before (shared).
+    pub fn push_shared(&mut self, name: &[u8]) -> (u32, bool) {
+        let Ok(len) = u16::try_from(name.len()) else {
+            return (self.push(name), false);
+        };
+        if len == 0 {
+            return (self.push(name), false);
+        }
+        if self.recent.is_empty() {
+            self.recent = vec![(0, 0); RECENT];
+        }
+        let entry = (fnv(name) % RECENT as u64) as usize;
+        let (at, stored) = self.recent[entry];
+        if stored == len && self.get(at, len) == name {
+            return (at, true);
+        }
+        let at = self.push(name);
+        self.recent[entry] = (at, len);
+        (at, false)
+    }
+
     /// Stores `name` (at most `u16::MAX` bytes); returns its offset.
     pub fn push(&mut self, name: &[u8]) -> u32 {
         debug_assert!(name.len() <= usize::from(u16::MAX));
@@ -136,6 +175,7 @@ impl Names {
     pub fn bytes(&self) -> usize {
         self.pages.capacity() * std::mem::size_of::<Vec<u8>>()
             + self.pages.iter().map(Vec::capacity).sum::<usize>()
+            + self.recent.capacity() * std::mem::size_of::<(u32, u16)>()
     }
 }
 
@@ -173,5 +213,27 @@ mod tests {
         let d = n.push(&biggest);
         assert_eq!(n.get(d, u16::MAX), &biggest[..]);
         assert_eq!(n.len(), 80_005 + usize::from(u16::MAX));
+    }
+
+    #[test]
+    fn a_name_stored_lately_is_stored_once() {
+        let mut n = Names::default();
+        let record = b"com.canonical.certification__info.record.gz";
+        let (a, shared) = n.push_shared(record);
+        assert!(!shared);
+        let (other, _) = n.push_shared(b"2026-01-01T00.00.00001.session");
+        let (b, shared) = n.push_shared(record);
+        assert!(shared);
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert_eq!(n.get(b, record.len() as u16), record);
+        assert_eq!(n.len(), record.len() + 30, "the repeat took no bytes");
+        // A name of the same length and entry is not taken for it.
+        let (c, shared) = n.push_shared(b"com.canonical.certification__misc.record.gz");
+        assert!(!shared);
+        assert_eq!(
+            n.get(c, record.len() as u16),
+            b"com.canonical.certification__misc.record.gz"
+        );
     }
 }

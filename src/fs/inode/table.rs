@@ -73,6 +73,9 @@ const PENDING: u8 = 2;
 const KNOWN: u8 = 4;
 /// A free slot (on the free list).
 const FREE: u8 = 8;
+/// `name` is a name stored for another node too (see `Names::push_shared`):
+/// its bytes are not this node's to count as garbage.
+const SHARED: u8 = 16;
 
 /// One name of the tree the kernel was given, and the inode it stands for
 /// (32 bytes; the name's bytes, if it is not a known one, are in
@@ -384,12 +387,12 @@ impl InodeTable {
         let old_parent = self.node(moved).parent;
         self.unattach(moved);
         self.drop_name(moved);
-        let (name, len, known) = self.store_name(last.as_bytes());
+        let (name, len, how) = self.store_name(last.as_bytes());
         let node = &mut self.nodes[moved as usize];
         node.parent = parent;
         node.name = name;
         node.len = len;
-        node.flags = (node.flags & !(PENDING | KNOWN)) | known;
+        node.flags = (node.flags & !(PENDING | KNOWN | SHARED)) | how;
         self.attach(moved);
         self.nodes[old_parent as usize].children -= 1;
         self.release(old_parent);
@@ -501,7 +504,7 @@ impl InodeTable {
         if let Some(slot) = self.child_slot(parent, pending, name) {
             return slot;
         }
-        let (at, len, known) = self.store_name(name);
+        let (at, len, how) = self.store_name(name);
         let node = Node {
             ino: 0,
             lookups: 0,
@@ -509,7 +512,7 @@ impl InodeTable {
             children: 0,
             name: at,
             len,
-            flags: known | if pending { PENDING } else { 0 },
+            flags: how | if pending { PENDING } else { 0 },
         };
         let slot = self.new_slot(node);
         self.attach(slot);
@@ -517,7 +520,7 @@ impl InodeTable {
     }
 
     /// Where a node's name `name` is kept: (offset or known index, length,
-    /// `KNOWN` or 0).
+    /// `KNOWN`, `SHARED` or 0).
     fn store_name(&mut self, name: &[u8]) -> (u32, u16, u8) {
         if let Some(i) = KNOWN_NAMES.iter().position(|k| k.as_bytes() == name) {
             return (i as u32, 0, KNOWN);
@@ -525,13 +528,16 @@ impl InodeTable {
         // A name from the kernel is at most FUSE_NAME_MAX (1024) bytes,
         // from the disk no longer than a path.
         let len = u16::try_from(name.len()).expect("a file name longer than 64 KiB");
-        (self.names.push(name), len, 0)
+        let (at, shared) = self.names.push_shared(name);
+        (at, len, if shared { SHARED } else { 0 })
     }
 
-    /// The name of `slot` is no longer used.
+    /// The name of `slot` is no longer used. A shared name's bytes are
+    /// counted by the node that stored them first, so garbage never counts
+    /// more than was stored.
     fn drop_name(&mut self, slot: u32) {
         let n = self.node(slot);
-        if !n.has(KNOWN) {
+        if !n.has(KNOWN) && !n.has(SHARED) {
             self.garbage += usize::from(n.len);
         }
     }
@@ -794,7 +800,13 @@ impl InodeTable {
             }
             let mut m = *n;
             if !m.has(KNOWN) {
-                m.name = names.push(name_bytes(&self.names, n));
+                let (at, shared) = names.push_shared(name_bytes(&self.names, n));
+                m.name = at;
+                m.flags = if shared {
+                    m.flags | SHARED
+                } else {
+                    m.flags & !SHARED
+                };
             }
             nodes.push(m);
         }

@@ -44,6 +44,13 @@ fn a_walk_forgotten_leaves_the_table_as_it_was() {
     let peak = t.bytes();
     let per_inode = (peak - bytes0) / (n * 6);
     assert!(per_inode <= 80, "{per_inode} bytes per inode");
+    // The record's name, the same in every session, is stored once.
+    let session_names = n * "bench-walk-000000.session".len();
+    assert!(
+        t.names.len() <= session_names + 64,
+        "{} bytes of names for {session_names} of session names",
+        t.names.len()
+    );
     let key = NodeKey::Child("bench-walk-000042.session".into(), "io-logs".into());
     let io_logs = t.find(&key).unwrap();
     assert_eq!(t.key(io_logs), Some(key));
