@@ -54,7 +54,16 @@ fn parse(line: &str) -> Option<MountEntry> {
 }
 
 fn resolved(path: &Path) -> PathBuf {
-    match (path.parent().map(Path::canonicalize), path.file_name()) {
+    // A bare name (`sessionfs unmount mnt`) has an empty parent: the
+    // current directory.
+    let parent = path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    match (parent.map(Path::canonicalize), path.file_name()) {
         (Some(Ok(parent)), Some(name)) => parent.join(name),
         _ => path.to_path_buf(),
     }
@@ -99,6 +108,14 @@ mod tests {
             })
         );
         assert_eq!(parse("garbage"), None);
+    }
+
+    #[test]
+    fn a_bare_name_is_resolved_in_the_current_directory() {
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(resolved(Path::new("mnt")), here.join("mnt"));
+        assert_eq!(resolved(Path::new("mnt/")), here.join("mnt"));
+        assert_eq!(resolved(Path::new("./mnt")), here.join("mnt"));
     }
 
     #[test]
