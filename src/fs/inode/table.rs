@@ -616,8 +616,9 @@ impl InodeTable {
     fn move_out(&mut self, slot: u32) {
         let mut copy = *self.node(slot);
         if !copy.has(KNOWN) {
-            let name = self.names.get(copy.name, copy.len).to_vec();
-            copy.name = self.names.push(&name);
+            // The same bytes: a stored name never changes. They are the
+            // node's in `slot` to count as garbage, not the copy's.
+            copy.flags |= SHARED;
         }
         copy.ino = 0;
         copy.lookups = 0;
