@@ -267,14 +267,14 @@ impl Adapter {
     }
 
     /// After a listing without an open (which the kernel caches): the
-    /// root's may have found sessions gone; a directory that is not
-    /// watched must not stay cached.
+    /// root's may have found sessions gone; the root's, and a directory's
+    /// that is not watched, must not stay cached (see
+    /// [`SessionFs::listing_cacheable`]).
     fn listed_without_open(&self, ino: u64, offset: u64) {
-        if ino == crate::fs::inode::ROOT {
-            if offset == 0 {
-                self.invalidate_vanished();
-            }
-        } else if !self.fs.listing_cacheable(ino) {
+        if ino == crate::fs::inode::ROOT && offset == 0 {
+            self.invalidate_vanished();
+        }
+        if !self.fs.listing_cacheable(ino) {
             self.invalidate(Invalidation::Contents(ino));
         }
     }
