@@ -254,6 +254,12 @@ pub(crate) enum OpenChoice {
 }
 
 impl CheckpointInodes {
+    /// Whether `ino` is a `session` inode handed out by a lookup (its
+    /// attributes are never cached, see `cache`).
+    pub fn is_versioned(&self, ino: u64) -> bool {
+        self.by_ino.contains_key(&ino)
+    }
+
     /// Whether a lookup by `pid` finding the committed version `stamp` may
     /// hand out `ino`.
     fn shareable(&self, ino: u64, stamp: &Stamp, pid: u32) -> bool {
