@@ -221,6 +221,14 @@ fn session_dir(repo: &Path, name: &str) -> PathBuf {
 fn make_session(repo: &Path, name: &str) -> Res<PathBuf> {
     let dir = session_dir(repo, name);
     fs::create_dir_all(dir.join("io-logs"))?;
+    // A run killed in the middle of a commit leaves its lock behind, which
+    // the raw floor (the bare protocol, no stale-lock breaking) would
+    // refuse forever: each run starts from an unlocked session.
+    match fs::remove_file(dir.join("session.next")) {
+        Ok(()) => println!("(removed the lock {name} kept from an interrupted run)"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("remove the stale lock of {name}: {e}").into()),
+    }
     Ok(dir)
 }
 
