@@ -254,6 +254,18 @@ pub(crate) enum OpenChoice {
 }
 
 impl CheckpointInodes {
+    /// Forgets `ino` (which the table no longer has) unless a handle is
+    /// open on it or a writer is opening it.
+    fn drop_unused(&mut self, ino: u64) {
+        if self
+            .by_ino
+            .get(&ino)
+            .is_some_and(|c| c.handles.is_empty() && c.writers == 0)
+        {
+            self.by_ino.remove(&ino);
+        }
+    }
+
     /// Whether `ino` is a `session` inode handed out by a lookup (its
     /// attributes are never cached, see `cache`).
     pub fn is_versioned(&self, ino: u64) -> bool {
@@ -550,13 +562,8 @@ impl Nodes {
         // lookup of it, leaves nothing behind.
         if let Some(old) = found
             && self.table.key(old).is_none()
-            && self
-                .checkpoints
-                .by_ino
-                .get(&old)
-                .is_some_and(|c| c.handles.is_empty() && c.writers == 0)
         {
-            self.checkpoints.by_ino.remove(&old);
+            self.checkpoints.drop_unused(old);
         }
         self.checkpoints.by_ino.insert(
             ino,
@@ -572,14 +579,8 @@ impl Nodes {
     /// The kernel forgot `n` lookups of `ino`.
     pub fn forget(&mut self, ino: u64, n: u64) {
         self.table.forget(ino, n);
-        if self.table.key(ino).is_none()
-            && self
-                .checkpoints
-                .by_ino
-                .get(&ino)
-                .is_some_and(|c| c.handles.is_empty() && c.writers == 0)
-        {
-            self.checkpoints.by_ino.remove(&ino);
+        if self.table.key(ino).is_none() {
+            self.checkpoints.drop_unused(ino);
         }
     }
 
