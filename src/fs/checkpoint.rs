@@ -349,25 +349,27 @@ impl SessionFs {
         // got in between the choice and the registration.
         for _ in 0..8 {
             let mut how = self.nodes().checkpoints.open_reader(ino, caller.pid);
-            // The readers to join went meanwhile: open the committed file,
-            // registered only if it is their version or they are all gone.
-            if let OpenChoice::Join { handles, .. } = &how
-                && self.reader_file(handles).is_none()
-            {
-                how = OpenChoice::Alone { cached: None };
-            }
-            let (file, stamp) = match &how {
+            let joined = match &how {
                 OpenChoice::Stale => return Err(stale(&storage)),
-                OpenChoice::Join { stamp, handles } => match self.reader_file(handles) {
-                    Some(file) => {
-                        let file = file.map_err(|e| {
-                            FsError::io("open", storage.location().join(SESSION_FILE), e)
-                        })?;
-                        (Some(file), Some(*stamp))
+                OpenChoice::Join { stamp, handles } => {
+                    self.reader_file(handles).map(|file| (file, *stamp))
+                }
+                OpenChoice::Alone { .. } | OpenChoice::Unshared => None,
+            };
+            let (file, stamp) = match joined {
+                Some((file, stamp)) => {
+                    let file = file.map_err(|e| {
+                        FsError::io("open", storage.location().join(SESSION_FILE), e)
+                    })?;
+                    (Some(file), Some(stamp))
+                }
+                None => {
+                    // The readers to join went meanwhile: open the committed
+                    // file, registered only if it is their version or they
+                    // are all gone.
+                    if matches!(how, OpenChoice::Join { .. }) {
+                        how = OpenChoice::Alone { cached: None };
                     }
-                    None => continue,
-                },
-                OpenChoice::Alone { .. } | OpenChoice::Unshared => {
                     let file = storage.open_checkpoint_in(dir)?;
                     let stamp = file.as_ref().and_then(Stamp::of_file);
                     (file, stamp.as_ref().map(Version::of))
