@@ -7,12 +7,13 @@
 mod common;
 
 use std::ffi::OsStr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use common::fs_driver::{Driver, me};
+use common::fs_driver::{Driver, errno_of, me};
 use sessionfs::core::{FailStep, Repository, Step};
 use sessionfs::fs::inode::ROOT;
-use sessionfs::fs::{Caller, FsConfig, SessionFs};
+use sessionfs::fs::{Caller, FsConfig, Invalidation, SessionFs, SetAttr};
 
 const S: &str = "a.session";
 
@@ -52,7 +53,7 @@ fn commit(d: &Driver, data: &[u8]) -> (u64, bool) {
     d.write(opened.fh, 0, data).unwrap();
     d.flush(opened.fh).unwrap();
     d.fs.release(opened.fh).unwrap();
-    (ino, opened.writes_checkpoint)
+    (ino, opened.bypass_page_cache)
 }
 
 fn save_outside(d: &Driver, data: &[u8]) {
@@ -140,7 +141,7 @@ fn a_reader_of_the_old_version_reads_it_whole_while_a_writer_writes() {
     let w =
         d.fs.open(w_ino, libc::O_WRONLY | libc::O_TRUNC, me())
             .unwrap();
-    assert!(!w.writes_checkpoint, "alone on its inode: page cache");
+    assert!(!w.bypass_page_cache, "alone on its inode: page cache");
     d.write(w.fh, 0, b"the new version").unwrap();
     // A reader opening meanwhile never gets the writer's inode: it reads
     // the old version whole.
@@ -185,7 +186,7 @@ fn a_reopen_of_the_same_inode_without_a_lookup_is_served_unshared() {
     // walks to the same inode.
     let w = d.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap();
     assert!(
-        w.writes_checkpoint,
+        w.bypass_page_cache,
         "sharing the readers' inode: its writes bypass the page cache"
     );
     d.write(w.fh, 0, b"new").unwrap();
@@ -214,7 +215,7 @@ fn a_failed_commits_pages_are_never_kept() {
         let w = faulty
             .open(w_ino, libc::O_WRONLY | libc::O_TRUNC, me())
             .unwrap();
-        assert!(!w.writes_checkpoint, "{step:?}: through the page cache");
+        assert!(!w.bypass_page_cache, "{step:?}: through the page cache");
         faulty.write(w.fh, 0, b"never committed").unwrap();
         assert_eq!(faulty.flush(w.fh, me().pid).unwrap_err().errno(), libc::EIO);
         faulty.release(w.fh).unwrap();
@@ -289,4 +290,176 @@ fn a_writer_refused_the_lock_leaves_the_readers_pages_alone() {
         "the kernel opened nothing: pages kept"
     );
     assert_eq!(data, b"committed");
+}
+
+/// The kernel keeps the entry and the attributes of `session` in a watched
+/// session directory: it opens and stats the inode it holds without a
+/// lookup, until the watch drops the entry or a refusal sends it to one.
+#[test]
+fn an_inode_the_kernel_kept_of_an_older_version_is_refused_and_the_retry_reads_the_newer() {
+    let d = with_checkpoint(b"version 1");
+    d.fs.start_watching(None).unwrap();
+    let (a, _, data) = cat(&d, 1001);
+    assert_eq!(data, b"version 1");
+    let attr = d.fs.getattr(a, None).unwrap();
+    assert!(
+        d.fs.ttl(&attr) > std::time::Duration::from_secs(60),
+        "a committed version, watched: kept"
+    );
+    // Same size, other bytes: an inode read as the newer version would
+    // show the older one's pages.
+    save_outside(&d, b"VERSION 2");
+    // `stat` shows the newer file, with attributes never kept: the inode is
+    // retired (no open shares it any more).
+    let shown = d.fs.getattr(a, None).unwrap();
+    assert_eq!(
+        shown.mtime,
+        std::fs::metadata(d.path(S).join("session"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    );
+    assert_eq!(d.fs.ttl(&shown), std::time::Duration::ZERO);
+    // `cat`: refused (the kernel looks the name up again and retries), for
+    // reading and for writing from the old one.
+    assert_eq!(
+        errno_of(d.fs.open(a, libc::O_RDONLY, other(1002))),
+        libc::ESTALE
+    );
+    let (b, kept, data) = cat(&d, 1002);
+    assert_ne!(b, a, "the retry's lookup: the newer version's inode");
+    assert!(!kept);
+    assert_eq!(data, b"VERSION 2");
+    assert_eq!(
+        errno_of(d.fs.open(a, libc::O_RDWR, other(1003))),
+        libc::ESTALE
+    );
+    assert_eq!(d.fs.getattr(b, None).unwrap().size, 9);
+}
+
+#[test]
+fn a_writers_inode_is_never_kept_by_the_kernel_until_it_stands_for_its_commit() {
+    let d = with_checkpoint(b"version 1");
+    d.fs.start_watching(None).unwrap();
+    let ino = lookup(&d.fs, me().pid);
+    // A truncating writer starts empty: the inode it opens may be an
+    // older version's (the kernel empties it).
+    save_outside(&d, b"version 2");
+    let w =
+        d.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, me())
+            .unwrap();
+    let during = d.fs.getattr(ino, Some(w.fh)).unwrap();
+    assert_eq!(
+        d.fs.ttl(&during),
+        std::time::Duration::ZERO,
+        "being written"
+    );
+    d.write(w.fh, 0, b"version 3, through the mount").unwrap();
+    d.flush(w.fh).unwrap();
+    d.fs.release(w.fh).unwrap();
+    let after = d.fs.getattr(ino, None).unwrap();
+    assert_eq!(after.size, 28);
+    assert!(d.fs.ttl(&after) > std::time::Duration::from_secs(60));
+    let (r, kept, data) = cat(&d, 1101);
+    assert_eq!((r, kept), (ino, true), "its commit, with its pages");
+    assert_eq!(data, b"version 3, through the mount");
+}
+
+#[test]
+fn chmod_and_touch_of_session_through_the_mount_keep_its_inode() {
+    let d = with_checkpoint(b"version 1");
+    d.fs.start_watching(None).unwrap();
+    let ino = lookup(&d.fs, me().pid);
+    let mode = SetAttr {
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    let a = d.fs.setattr(ino, None, mode, me()).unwrap();
+    assert_eq!(a.perm, 0o600);
+    let times = SetAttr {
+        mtime: Some(sessionfs::fs::TimeSet::Now),
+        ..SetAttr::default()
+    };
+    d.fs.setattr(ino, None, times, me()).unwrap();
+    assert_eq!(d.fs.getattr(ino, None).unwrap().perm, 0o600);
+    let (r, _, data) = cat(&d, 1201);
+    assert_eq!(r, ino, "the inode stands for the changed file");
+    assert_eq!(data, b"version 1");
+    // `truncate -s 4 session`: a checkpoint of its own, the inode's now.
+    let cut = SetAttr {
+        size: Some(4),
+        ..SetAttr::default()
+    };
+    assert_eq!(d.fs.setattr(ino, None, cut, me()).unwrap().size, 4);
+    let (r, kept, data) = cat(&d, 1202);
+    assert_eq!(r, ino);
+    assert!(!kept, "its pages are not known to hold the new version");
+    assert_eq!(data, b"vers");
+}
+
+#[test]
+fn a_session_without_a_checkpoint_opens_however_its_directory_changes() {
+    let d = Driver::with_sessions(&[S]);
+    let _ = std::fs::remove_file(d.path(S).join("session"));
+    d.fs.start_watching(None).unwrap();
+    let ino = lookup(&d.fs, 1301);
+    std::fs::write(d.path(S).join("notes.txt"), b"x").unwrap();
+    let r = d.fs.open(ino, libc::O_RDONLY, other(1301)).unwrap();
+    assert_eq!(d.read_all(r.fh).unwrap(), b"");
+    d.fs.release(r.fh).unwrap();
+    assert_eq!(d.fs.getattr(ino, None).unwrap().size, 0);
+}
+
+/// What the watch makes the kernel forget after `ops` (inotify queues the
+/// events as the changes are made, so they are there once it returns).
+fn forgotten_after(d: &Driver, ops: impl FnOnce()) -> Vec<Invalidation> {
+    ops();
+    let fd = d.fs.watch_descriptor().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut all = Vec::new();
+    // SAFETY: a live descriptor and a buffer of its length.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above; only the file status flags change.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    loop {
+        // SAFETY: `buf` is writable for its whole length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        all.extend(d.fs.changes(&buf[..n as usize]));
+    }
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) };
+    all
+}
+
+#[test]
+fn a_commit_through_the_mount_keeps_the_kernels_entry_and_one_outside_drops_it() {
+    let d = with_checkpoint(b"version 1");
+    d.fs.start_watching(None).unwrap();
+    let dir = d.fs.lookup_by(ROOT, OsStr::new(S), 1401).unwrap().ino;
+    let entry = Invalidation::Entry {
+        parent: dir,
+        name: "session".into(),
+    };
+    let got = forgotten_after(&d, || {
+        let (w, _) = commit(&d, b"through the mount");
+        let (r, kept, _) = cat(&d, 1402);
+        assert_eq!((r, kept), (w, true));
+    });
+    assert!(
+        !got.contains(&entry),
+        "the writer's inode stands for its commit, with its pages: {got:?}"
+    );
+    let got = forgotten_after(&d, || save_outside(&d, b"outside"));
+    assert!(got.contains(&entry), "{got:?}");
+    let got = forgotten_after(&d, || {
+        let mut perm = std::fs::metadata(d.path(S).join("session"))
+            .unwrap()
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        std::fs::set_permissions(d.path(S).join("session"), perm).unwrap();
+    });
+    assert!(got.contains(&entry), "a chmod outside: {got:?}");
 }

@@ -481,6 +481,10 @@ fn a_writer_opening_during_a_commit_at_release_waits_for_it() {
     });
     assert_eq!(d.on_disk(S), b"next");
     // A writer with uncommitted data still refuses a second one at once.
+    // (`ino` stands for a version two commits old: an open of it is
+    // refused, and the kernel's retry looks the name up again.)
+    assert_eq!(errno_of(fs.open(ino, libc::O_RDWR, me())), libc::ESTALE);
+    let ino = fs.lookup_by(dir, OsStr::new("session"), pid).unwrap().ino;
     let w = fs.open(ino, libc::O_RDWR, me()).unwrap().fh;
     fs.write(w, 0, b"NEXT").unwrap();
     let asked = Instant::now();

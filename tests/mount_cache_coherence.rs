@@ -115,16 +115,35 @@ fn changes_made_outside_show_after_a_walk(args: &[&str]) -> Mounted {
         names(&logs.join("moved")).is_empty() && !logs.join("moved/deep.log").exists()
     });
 
-    // A checkpoint committed outside: seen at the very next open.
+    // A checkpoint committed outside: seen at the very next open, and by
+    // `stat` within milliseconds, however often the kernel kept the entry
+    // of `session` in between (each read and stat here keeps it).
+    let checkpoint = m.path(format!("{s}/session"));
+    for round in 0..50 {
+        let data = format!("checkpoint {round}{}", "+".repeat(round % 7));
+        m.save("a", data.as_bytes());
+        assert_eq!(fs::read(&checkpoint).unwrap(), data.as_bytes(), "{round}");
+        assert_eq!(fs::metadata(&checkpoint).unwrap().len(), data.len() as u64);
+    }
+    m.save("a", b"checkpoint two, longer");
+    shows("a checkpoint committed outside, in stat", || {
+        fs::metadata(&checkpoint).is_ok_and(|md| md.len() == 22)
+    });
+    assert_eq!(fs::read(&checkpoint).unwrap(), b"checkpoint two, longer");
+    fs::set_permissions(
+        m.repo_path(format!("{s}/session")),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    shows("a chmod of session made outside, in stat", || {
+        fs::metadata(&checkpoint).is_ok_and(|md| md.permissions().mode() & 0o777 == 0o600)
+    });
+    // And through the mount, with the entry kept.
+    fs::write(&checkpoint, b"through the mount").unwrap();
+    assert_eq!(fs::metadata(&checkpoint).unwrap().len(), 17);
+    assert_eq!(fs::read(&checkpoint).unwrap(), b"through the mount");
     m.save("a", b"checkpoint two");
-    assert_eq!(
-        fs::read(m.path(format!("{s}/session"))).unwrap(),
-        b"checkpoint two"
-    );
-    assert_eq!(
-        fs::metadata(m.path(format!("{s}/session"))).unwrap().len(),
-        14
-    );
+    assert_eq!(fs::read(&checkpoint).unwrap(), b"checkpoint two");
 
     // A session created outside (as plainbox and Checkbox do): listed.
     assert!(!names(&m.mountpoint).contains(&"c.session".to_string()));

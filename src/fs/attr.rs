@@ -3,7 +3,10 @@
 //! Invariants:
 //! - a `session` inode open for writing shows the checkpoint being written,
 //!   one open for reading the version it reads; otherwise the committed
-//!   file (or an empty file, see `resolve`);
+//!   file (or an empty file, see `resolve`), and an inode of an older
+//!   version that shows a newer one is retired in the same step (see
+//!   `still_stands_for`): the kernel's size of an inode is never another
+//!   version's while a reader reads it through the page cache;
 //! - a size change of `session` is a checkpoint of its own (or, through a
 //!   write handle, a change of the checkpoint that handle writes): never a
 //!   truncation of the committed file in place;
@@ -18,8 +21,8 @@ use std::time::SystemTime;
 use super::creds::AsCaller;
 
 use super::handles::Handle;
-use super::inode::{LAST_SESSION, NodeKey};
-use super::{Caller, FsError, FsResult, SessionFs};
+use super::inode::{LAST_SESSION, NodeKey, Version};
+use super::{Caller, FsError, FsResult, SessionFs, Stamp};
 use crate::core::{BeginOptions, Start, sys};
 
 /// The kind of a filesystem object.
@@ -157,21 +160,7 @@ impl SessionFs {
     }
 
     pub fn getattr(&self, ino: u64, fh: Option<u64>) -> FsResult<Attr> {
-        // A `session` inode open for writing stands for the checkpoint being
-        // written, one open for reading for the version it reads (fstat
-        // reaches here without a handle).
-        let fh = fh.or_else(|| {
-            let handles = self.nodes().checkpoints.handles(ino);
-            handles
-                .iter()
-                .rev()
-                .find(|&&fh| self.handle(fh).is_some_and(|h| h.is_writing_checkpoint()))
-                .or(handles.first())
-                .copied()
-        });
-        if let Some(handle) = fh.and_then(|fh| self.handle(fh))
-            && let Some(st) = handle.checkpoint_stat()
-        {
+        if let Some(st) = self.open_checkpoint_stat(ino, fh) {
             return Ok(Attr::from_stat(ino, &st?));
         }
         // A plain file open through the mount is what its descriptor shows,
@@ -184,7 +173,56 @@ impl SessionFs {
             return Ok(Attr::from_stat(ino, &st));
         }
         let key = self.key(ino)?;
+        if let NodeKey::Checkpoint(_) = key {
+            let st = self.stat_key(&key)?;
+            if !self.still_stands_for(ino, &st)
+                && let Some(open) = self.open_checkpoint_stat(ino, fh)
+            {
+                // Opened meanwhile, on the inode's own version.
+                return Ok(Attr::from_stat(ino, &open?));
+            }
+            return Ok(Attr::from_stat(ino, &st));
+        }
         self.attr_of(ino, &key)
+    }
+
+    /// A `session` inode open for writing stands for the checkpoint being
+    /// written, one open for reading for the version it reads (fstat
+    /// reaches here without a handle): the stat of that, if open.
+    fn open_checkpoint_stat(&self, ino: u64, fh: Option<u64>) -> Option<FsResult<libc::stat>> {
+        let fh = fh.or_else(|| {
+            let handles = self.nodes().checkpoints.handles(ino);
+            handles
+                .iter()
+                .rev()
+                .find(|&&fh| self.handle(fh).is_some_and(|h| h.is_writing_checkpoint()))
+                .or(handles.first())
+                .copied()
+        })?;
+        self.handle(fh)?.checkpoint_stat()
+    }
+
+    /// Whether the `session` inode `ino`, with nothing open on it, still
+    /// stands for the committed file found as `st`. An inode of an older
+    /// version (the kernel kept its entry, see `cache`) is retired first,
+    /// in the same step: it shows the newer file from now on, with
+    /// attributes never kept, and no open may share it any more (an open
+    /// registered on it as the older version would read that version sized
+    /// like the newer one). Returns false when something is open on it
+    /// meanwhile: it then shows what that reads or writes.
+    fn still_stands_for(&self, ino: u64, st: &libc::stat) -> bool {
+        let mut nodes = self.nodes();
+        let checkpoints = &mut nodes.checkpoints;
+        if !checkpoints.is_versioned(ino)
+            || checkpoints.stands_for(ino, Version::of(&Stamp::of(st)))
+        {
+            return true;
+        }
+        if !checkpoints.handles(ino).is_empty() {
+            return false;
+        }
+        checkpoints.unshare(ino);
+        true
     }
 
     /// The plain-file handle `fh` if it is one, else the oldest plain-file
@@ -281,6 +319,15 @@ impl SessionFs {
                 sys::utimensat(dir.as_fd(), &name, &times)
                     .map_err(|e| FsError::io("set times of", &path, e))?;
             }
+        }
+        if let NodeKey::Checkpoint(_) = key {
+            // The kernel takes the reply's attributes as the inode's: it
+            // stands for what its change made (a new ctime, or a new
+            // checkpoint after `truncate`), unless something is open on it.
+            let st = self.stat_key(&key)?;
+            self.nodes()
+                .checkpoints
+                .changed_to(ino, Version::of(&Stamp::of(&st)));
         }
         self.getattr(ino, fh)
     }

@@ -8,10 +8,18 @@
 //!   listing is watched too; everything else keeps the short times that
 //!   need no watch (on a network filesystem, past the watch limit, in a
 //!   mount that does not watch);
-//! - `session`, `session.next`, the decoded views and `last-session` are
-//!   never cached, nor any file directly in a session directory (one may
-//!   be renamed onto `session`): a checkpoint committed outside the mount,
-//!   or a re-pointed `last-session`, is seen at the next look;
+//! - `session` is cached where its session directory is watched, with the
+//!   attributes of the version its inode stands for (one inode per
+//!   version, see `inode::CheckpointInodes`), but never while a writer has
+//!   the inode open: the watch drops the entry at each commit, and an open
+//!   or `stat` that reaches an older version's inode before that is
+//!   refused with `ESTALE` and retried by the kernel with a fresh lookup,
+//!   so a checkpoint committed outside the mount is still read at the next
+//!   open;
+//! - `session.next`, the decoded views and `last-session` are never
+//!   cached, nor any file directly in a session directory but `session`
+//!   (one may be renamed onto `session`, and the kernel moves its entry,
+//!   time and all): a re-pointed `last-session` is seen at the next look;
 //! - the root's attributes are cached only briefly, and its listing never:
 //!   a listing read from the daemon hands the kernel every session with
 //!   its attributes (READDIRPLUS), while one the kernel kept outlives the
@@ -104,6 +112,12 @@ impl SessionFs {
             {
                 WATCHED_TTL
             }
+            NodeKey::Checkpoint(_)
+                if parent.is_some_and(|p| self.is_watched(p))
+                    && self.nodes().checkpoints.settled(attr.ino) =>
+            {
+                WATCHED_TTL
+            }
             NodeKey::Child(..)
             | NodeKey::Root
             | NodeKey::LastSession
@@ -118,12 +132,11 @@ impl SessionFs {
     /// keeps needs no invalidation).
     pub(super) fn entry_is_cached(&self, key: &NodeKey) -> bool {
         match key {
-            NodeKey::Session(_) => true,
+            NodeKey::Session(_) | NodeKey::Checkpoint(_) => true,
             NodeKey::Child(..) => super::iolog_view::record_of(key).is_none(),
             NodeKey::Root
             | NodeKey::LastSession
             | NodeKey::PendingLink(_)
-            | NodeKey::Checkpoint(_)
             | NodeKey::Lock(_)
             | NodeKey::View(_) => false,
         }
@@ -300,7 +313,11 @@ mod tests {
         assert_eq!(fs.ttl(&session), WATCHED_TTL);
         assert_eq!(fs.ttl(&logs), WATCHED_TTL);
         assert_eq!(fs.ttl(&job), WATCHED_TTL);
-        assert_eq!(fs.ttl(&cp), Duration::ZERO, "the checkpoint: never");
+        assert_eq!(
+            fs.ttl(&cp),
+            WATCHED_TTL,
+            "the checkpoint: the version its inode stands for"
+        );
         std::fs::write(dir.path().join("a.session/draft"), b"d").unwrap();
         let draft = fs.lookup_by(session.ino, OsStr::new("draft"), 0).unwrap();
         assert_eq!(

@@ -113,8 +113,9 @@
 //!   its page cache, so once its last checkpoint is committed, and it is
 //!   released with nothing failed, discarded or written since, its inode
 //!   stands for that version with its pages (`committed_version`). An open
-//!   that would break this is refused with `ESTALE`, which the kernel
-//!   retries after a fresh lookup (see `inode::CheckpointInodes`).
+//!   that would break this, or that reaches an inode of an older version
+//!   through an entry the kernel kept, is refused with `ESTALE`, which the
+//!   kernel retries after a fresh lookup (see `inode::CheckpointInodes`).
 //! - Large checkpoints: every [`WRITEBACK_KICK`] bytes written through the
 //!   daemon, the disk is asked to start writing them out, so the commit's
 //!   fsync finds most of the data written.
@@ -129,13 +130,14 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::dying::{DyingCheck, dying_from_signal};
 use super::file::check_room;
 use super::handles::Handle;
-use super::inode::{OpenChoice, Version};
+use super::inode::{NodeKey, OpenChoice, Version};
 use super::late_commits;
+use super::own_commits::OwnCommits;
 use super::{Caller, FsError, FsResult, Opened, SessionFs, Stamp};
 use crate::core::{
     self, BeginOptions, CheckpointWriter, SESSION_FILE, SESSION_NEXT_FILE, Start, Storage, sys,
@@ -289,10 +291,20 @@ fn committed_stamp(dir: BorrowedFd<'_>, storage: &Storage) -> FsResult<Option<St
     }
 }
 
+/// How an open for writing goes on, as its inode chose (see
+/// `CheckpointInodes::open_writer`).
+struct WriterChoice {
+    how: OpenChoice,
+    /// The committed version it starts from (`None`: `O_TRUNC`).
+    from: Option<Version>,
+}
+
 /// `session` opened for writing.
 #[derive(Debug)]
 pub(super) struct WriteHandle {
     storage: Storage,
+    /// Where its commits are told to the watch.
+    own_commits: Arc<OwnCommits>,
     caller: Caller,
     /// The kernel reads and writes the checkpoint's file directly.
     passthrough: bool,
@@ -317,16 +329,40 @@ impl SessionFs {
         flags: i32,
         caller: Caller,
     ) -> FsResult<Opened> {
+        let opened = self.open_checkpoint_once(ino, s, flags, caller);
+        // Refused with ESTALE, the kernel retries once: the refusal stands
+        // for that try (see `CheckpointInodes`).
+        if !matches!(&opened, Err(e) if e.errno() == libc::ESTALE) {
+            self.nodes().checkpoints.answered(caller.pid);
+        }
+        opened
+    }
+
+    fn open_checkpoint_once(
+        &self,
+        ino: u64,
+        s: &std::ffi::OsStr,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<Opened> {
         let storage = self.storage(s)?;
         let dir = self.session_dir(s)?;
+        let key = NodeKey::Checkpoint(s.to_os_string());
         if flags & libc::O_ACCMODE == libc::O_RDONLY {
-            return self.open_reader(ino, storage, dir.as_fd(), caller);
+            return self.open_reader(ino, &key, storage, dir.as_fd(), caller);
         }
-        let how = self.nodes().checkpoints.open_writer(ino, caller.pid);
+        // A truncating writer starts empty, whatever version the inode
+        // stood for; any other starts from the committed one.
+        let from = if flags & libc::O_TRUNC != 0 {
+            None
+        } else {
+            Some(self.checkpoint_version(dir.as_fd(), &key)?)
+        };
+        let how = self.nodes().checkpoints.open_writer(ino, caller.pid, from);
         if how == OpenChoice::Stale {
             return Err(stale(&storage));
         }
-        match self.open_writer(ino, storage, dir, flags, caller, &how) {
+        match self.open_writer(ino, s, dir, flags, caller, WriterChoice { how, from }) {
             Ok(opened) => Ok(opened),
             Err(e) => {
                 self.nodes().checkpoints.writer_failed(ino);
@@ -341,14 +377,19 @@ impl SessionFs {
     fn open_reader(
         &self,
         ino: u64,
+        key: &NodeKey,
         storage: Storage,
         dir: BorrowedFd<'_>,
         caller: Caller,
     ) -> FsResult<Opened> {
-        // A try fails only when an open of another version (or a writer's)
-        // got in between the choice and the registration.
+        // A try fails only when an open of another version (or a writer's),
+        // or a commit, got in between the choice and the registration.
         for _ in 0..8 {
-            let mut how = self.nodes().checkpoints.open_reader(ino, caller.pid);
+            let current = self.checkpoint_version(dir, key)?;
+            let mut how = self
+                .nodes()
+                .checkpoints
+                .open_reader(ino, caller.pid, current);
             let joined = match &how {
                 OpenChoice::Stale => return Err(stale(&storage)),
                 OpenChoice::Join { stamp, handles } => {
@@ -371,10 +412,16 @@ impl SessionFs {
                         how = OpenChoice::Alone { cached: None };
                     }
                     let file = storage.open_checkpoint_in(dir)?;
-                    let stamp = file.as_ref().and_then(Stamp::of_file);
-                    (file, stamp.as_ref().map(Version::of))
+                    let stamp = match &file {
+                        Some(f) => Stamp::of_file(f).map(|st| Version::of(&st)),
+                        None => Some(Version::ABSENT),
+                    };
+                    (file, stamp)
                 }
             };
+            // A file that cannot be stamped is no known version: never
+            // shared, like an open refused twice.
+            let stamp = stamp.unwrap_or(Version::ABSENT);
             let backing = match &file {
                 Some(f) => self.backing(f)?,
                 None => None,
@@ -395,7 +442,9 @@ impl SessionFs {
                 // The kernel refuses FOPEN_KEEP_CACHE with passthrough
                 // (whose page cache is the backing file's own anyway).
                 keep_cache: keep && !passthrough,
-                writes_checkpoint: false,
+                // An inode of another version, reopened without a lookup:
+                // the kernel's size of it may be that version's.
+                bypass_page_cache: how == OpenChoice::Unshared,
             });
         }
         self.nodes().checkpoints.open_contended(ino, caller.pid);
@@ -420,12 +469,15 @@ impl SessionFs {
     fn open_writer(
         &self,
         ino: u64,
-        storage: Storage,
+        session: &OsStr,
         dir: std::os::fd::OwnedFd,
         flags: i32,
         caller: Caller,
-        how: &OpenChoice,
+        chose: WriterChoice,
     ) -> FsResult<Opened> {
+        let WriterChoice { mut how, from } = chose;
+        let storage = self.storage(session)?;
+        let key = NodeKey::Checkpoint(session.to_os_string());
         let truncating = flags & libc::O_TRUNC != 0;
         let start = if truncating {
             Start::Empty
@@ -440,7 +492,15 @@ impl SessionFs {
                 owner: Some((caller.uid, caller.gid)),
             },
         )?;
-        // Under the lock just taken: nobody commits meanwhile.
+        // Under the lock just taken: nobody commits meanwhile. A commit
+        // since the choice makes the inode an older version's.
+        if let Some(from) = from
+            && how != OpenChoice::Unshared
+            && self.checkpoint_version(writer.dir(), &key)? != from
+        {
+            self.nodes().checkpoints.unshare(ino);
+            how = OpenChoice::Unshared;
+        }
         let opened_over = if truncating {
             committed_stamp(writer.dir(), &storage)?
         } else {
@@ -450,9 +510,10 @@ impl SessionFs {
         let baseline = Stamp::of_file(writer.file());
         let handle = WriteHandle {
             storage,
+            own_commits: self.own_commits.clone(),
             caller,
             passthrough: self.passthrough() && backing.is_some(),
-            page_cache: backing.is_none() && *how != OpenChoice::Unshared,
+            page_cache: backing.is_none() && how != OpenChoice::Unshared,
             unkicked: 0,
             state: State::Writing {
                 writer,
@@ -474,7 +535,7 @@ impl SessionFs {
             // A writer alone on its inode writes through the kernel's page
             // cache: once committed, its pages are that version's, kept
             // for the readers of it (see `CheckpointInodes`).
-            writes_checkpoint: *how == OpenChoice::Unshared,
+            bypass_page_cache: how == OpenChoice::Unshared,
         })
     }
 }
@@ -759,13 +820,20 @@ impl WriteHandle {
         };
         let kept = writer.file().try_clone();
         let dying_pid = dying.as_ref().map_or(0, DyingCheck::pid);
+        let own = self
+            .own_commits
+            .begin(self.storage.name().as_os_str(), writer.file());
         let committed = writer.commit_if(|| !dying.is_some_and(DyingCheck::answer))?;
         if !committed {
+            drop(own);
             self.log_discarded(dying_pid);
             return Ok(());
         }
         match kept {
-            Ok(file) => self.release_to(file, false, true),
+            Ok(file) => {
+                own.done(Stamp::of_file(&file));
+                self.release_to(file, false, true);
+            }
             Err(e) => log::warn!(
                 "{}: committed, but cannot keep the committed file for this open: {e}",
                 self.session_path().display()

@@ -144,7 +144,13 @@ impl NodeKey {
 /// - a lookup hands out the name's newest inode when it stands for the
 ///   committed version found (`stamp`) and no writer has it open, else a
 ///   fresh inode (one of its own for a checkpoint about to be written, and
-///   for a version committed outside the mount).
+///   for a version committed outside the mount);
+/// - the kernel may keep the entry of an inode that stands for a version
+///   (see `cache`), so an open may reach an inode of an older version: it
+///   is refused with `ESTALE` too, and so is a reader opening a file that
+///   is not its inode's version; the kernel's retry (`Attempt`) is never
+///   refused, since the kernel retries once only: where the first try was
+///   refused, it is served `Unshared`.
 #[derive(Debug, Default)]
 pub(crate) struct CheckpointInodes {
     by_ino: HashMap<u64, CheckpointInode>,
@@ -195,12 +201,20 @@ impl CheckpointInode {
 pub(crate) struct Version(u64);
 
 impl Version {
+    /// No checkpoint: the session has no `session` file yet (it shows an
+    /// empty one, whose stat has inode number 0, see `resolve`).
+    pub const ABSENT: Version = Version(0);
+
     pub fn of(stamp: &Stamp) -> Version {
+        if stamp.ino == 0 {
+            return Version::ABSENT;
+        }
         // Fixed keys: the digest of one stamp is the same for the whole
         // life of the daemon, and stamps are not chosen by an adversary.
         let mut h = std::hash::DefaultHasher::new();
         stamp.hash(&mut h);
-        Version(h.finish())
+        // 0 is ABSENT's.
+        Version(h.finish().max(1))
     }
 }
 
@@ -232,6 +246,29 @@ impl OpenHandles {
 
     fn to_vec(&self) -> Vec<u64> {
         self.0.as_deref().cloned().unwrap_or_default()
+    }
+}
+
+/// Which try of an open of a `session` inode this is (see `fresh_for`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// No refusal of the process is pending.
+    First,
+    /// The kernel's retry after a refusal, on the inode its fresh lookup
+    /// got.
+    Retry,
+    /// The refused inode again, reopened without a lookup.
+    Again,
+}
+
+impl Attempt {
+    /// A retry of any kind: the kernel will not retry it again, so it is
+    /// never refused, but served apart (`Unshared`) where the first try
+    /// was refused: a commit, however frequent, never fails an open, nor
+    /// does another process that reached the retry's inode first (through
+    /// the entry the kernel keeps, see `settled`).
+    fn is_retry(self) -> bool {
+        self != Attempt::First
     }
 }
 
@@ -282,11 +319,24 @@ impl CheckpointInodes {
         })
     }
 
-    /// An open of `ino` by `pid` begins (a refusal of `pid` is answered:
-    /// its retry reached an inode). Returns whether this is the refused
-    /// inode again (a reopen made without a lookup).
-    fn opening(&mut self, ino: u64, pid: u32) -> bool {
-        pid != 0 && self.fresh_for.remove(&pid) == Some(ino)
+    /// Which try an open of `ino` by `pid` is (a refusal of `pid` stands
+    /// until the open is answered otherwise, see
+    /// [`CheckpointInodes::answered`]).
+    fn opening(&self, ino: u64, pid: u32) -> Attempt {
+        if pid == 0 {
+            return Attempt::First;
+        }
+        match self.fresh_for.get(&pid) {
+            Some(&refused) if refused == ino => Attempt::Again,
+            Some(_) => Attempt::Retry,
+            None => Attempt::First,
+        }
+    }
+
+    /// An open by `pid` was answered, with anything but a refusal that
+    /// sends it to a fresh lookup: a refusal of it before is over.
+    pub fn answered(&mut self, pid: u32) {
+        self.fresh_for.remove(&pid);
     }
 
     /// An open that could not be registered for its version after several
@@ -327,54 +377,73 @@ impl CheckpointInodes {
         OpenChoice::Stale
     }
 
-    /// How an open for reading of `ino` by `pid` goes on.
-    pub fn open_reader(&mut self, ino: u64, pid: u32) -> OpenChoice {
-        let again = self.opening(ino, pid);
+    /// Whether `ino` stands for the committed version `current`: the
+    /// kernel may have kept its entry and attributes since its lookup (see
+    /// `cache`), and an inode standing for an older version (or none) must
+    /// never be read as, nor sized like, the newer one.
+    pub fn stands_for(&self, ino: u64, current: Version) -> bool {
+        self.by_ino
+            .get(&ino)
+            .is_some_and(|c| c.stamp == Some(current))
+    }
+
+    /// Whether the kernel may keep the attributes of `ino` (and its
+    /// entry): it stands for a committed version, which never changes, no
+    /// writer has it open, and it is nobody's reserve (an entry the kernel
+    /// kept would hand a refused process's fresh inode to every other
+    /// process walking the path, bypassing the lookups that keep it its
+    /// own).
+    pub fn settled(&self, ino: u64) -> bool {
+        self.by_ino
+            .get(&ino)
+            .is_some_and(|c| c.stamp.is_some() && c.writers == 0 && c.reserved_for == 0)
+    }
+
+    /// How an open for reading of `ino` by `pid` goes on, the committed
+    /// version being `current`.
+    pub fn open_reader(&mut self, ino: u64, pid: u32, current: Version) -> OpenChoice {
+        let attempt = self.opening(ino, pid);
         let c = self.by_ino.entry(ino).or_default();
-        if c.writers > 0 {
-            return self.refuse(ino, pid, again);
+        if c.writers > 0 || c.stamp != Some(current) {
+            return self.refuse(ino, pid, attempt.is_retry());
         }
-        match c.stamp {
-            _ if c.handles.is_empty() => OpenChoice::Alone { cached: c.cached() },
-            Some(stamp) => OpenChoice::Join {
-                stamp,
+        if c.handles.is_empty() {
+            OpenChoice::Alone { cached: c.cached() }
+        } else {
+            OpenChoice::Join {
+                stamp: current,
                 handles: c.handles.to_vec(),
-            },
-            // Open, but standing for no known version (a reopen made
-            // without a lookup): its pages are nobody's to share.
-            None => OpenChoice::Unshared,
+            }
         }
     }
 
     /// A reader opened `ino` as handle `fh` as `how` said, reading the
-    /// version `stamp` (`None`: there is no committed file). Returns
-    /// whether the kernel's pages already hold that version
-    /// (`FOPEN_KEEP_CACHE`), or `None` when another open got in meanwhile
-    /// and the reader must choose again.
+    /// version `stamp`. Returns whether the kernel's pages already hold
+    /// that version (`FOPEN_KEEP_CACHE`), or `None` when another open or a
+    /// commit got in meanwhile and the reader must choose again.
     pub fn reader_opened(
         &mut self,
         ino: u64,
         fh: u64,
-        stamp: Option<Version>,
+        stamp: Version,
         how: &OpenChoice,
     ) -> Option<bool> {
         let c = self.by_ino.entry(ino).or_default();
         let keep = match how {
-            // Readers open meanwhile are fine if they read the same version.
-            OpenChoice::Alone { .. }
-                if c.writers > 0 || !c.handles.is_empty() && c.stamp != stamp =>
+            // The file opened is the inode's version, and readers open
+            // meanwhile read it too.
+            OpenChoice::Alone { .. } | OpenChoice::Join { .. }
+                if c.writers > 0 || c.stamp != Some(stamp) =>
             {
                 return None;
             }
-            OpenChoice::Join { .. } if c.writers > 0 || c.stamp != stamp => return None,
             OpenChoice::Alone { .. } | OpenChoice::Join { .. } => {
                 // Registered: the inode is nobody's reserve any more.
                 c.reserved_for = 0;
-                let keep = stamp.is_some() && c.cached() == stamp;
-                c.stamp = stamp;
+                let keep = c.cached() == Some(stamp);
                 // Without KEEP_CACHE the kernel drops the pages at this
                 // open; from now on they are filled from this version only.
-                c.pages = stamp.is_some();
+                c.pages = true;
                 keep
             }
             OpenChoice::Stale | OpenChoice::Unshared => {
@@ -387,13 +456,18 @@ impl CheckpointInodes {
         Some(keep)
     }
 
-    /// How an open for writing of `ino` by `pid` goes on; on `Alone` the
-    /// writer is counted (see [`CheckpointInodes::writer_failed`]).
-    pub fn open_writer(&mut self, ino: u64, pid: u32) -> OpenChoice {
-        let again = self.opening(ino, pid);
+    /// How an open for writing of `ino` by `pid` goes on, starting from
+    /// the committed version `from` (`None`: `O_TRUNC`, the kernel empties
+    /// the inode and nothing of any version is read through it); on
+    /// `Alone` and `Unshared` the writer is counted (see
+    /// [`CheckpointInodes::writer_failed`]).
+    pub fn open_writer(&mut self, ino: u64, pid: u32, from: Option<Version>) -> OpenChoice {
+        let attempt = self.opening(ino, pid);
         let c = self.by_ino.entry(ino).or_default();
-        if c.writers > 0 || !c.handles.is_empty() {
-            return match self.refuse(ino, pid, again) {
+        let conflict = c.writers > 0 || !c.handles.is_empty();
+        let outdated = from.is_some_and(|v| c.stamp != Some(v));
+        if conflict || outdated {
+            return match self.refuse(ino, pid, attempt.is_retry()) {
                 OpenChoice::Unshared => {
                     if let Some(c) = self.by_ino.get_mut(&ino) {
                         c.writers += 1;
@@ -416,6 +490,33 @@ impl CheckpointInodes {
     pub fn writer_failed(&mut self, ino: u64) {
         if let Some(c) = self.by_ino.get_mut(&ino) {
             c.writers = c.writers.saturating_sub(1);
+        }
+    }
+
+    /// `ino` no longer stands for any version: it is never handed out nor
+    /// shared again. A writer counted by `open_writer` that found, under
+    /// the lock, a checkpoint committed since it chose goes on as
+    /// `Unshared`; an inode shown as a newer version than its own (see
+    /// `attr`) is retired.
+    pub fn unshare(&mut self, ino: u64) {
+        if let Some(c) = self.by_ino.get_mut(&ino) {
+            c.stamp = None;
+            c.pages = false;
+        }
+    }
+
+    /// The attributes of `ino`'s file were changed through the mount
+    /// (`chmod`, `touch`, `truncate`), which makes it another version,
+    /// `current`: with nothing open on it, the inode stands for that one
+    /// (the kernel takes the reply's attributes as the inode's); its pages
+    /// are not known to hold it.
+    pub fn changed_to(&mut self, ino: u64, current: Version) {
+        if let Some(c) = self.by_ino.get_mut(&ino)
+            && c.handles.is_empty()
+            && c.writers == 0
+        {
+            c.stamp = Some(current);
+            c.pages = false;
         }
     }
 
@@ -801,6 +902,10 @@ mod tests {
         st
     }
 
+    fn v(size: i64) -> Version {
+        Version::of(&Stamp::of(&stat_of_size(size)))
+    }
+
     #[test]
     fn a_checkpoint_inode_is_shared_by_the_readers_of_one_version_only() {
         let mut n = Nodes::default();
@@ -817,15 +922,15 @@ mod tests {
             a,
             "unknown process"
         );
-        let how = n.checkpoints.open_reader(a, 7);
+        let how = n.checkpoints.open_reader(a, 7, v(1));
         assert_eq!(how, OpenChoice::Alone { cached: None });
-        let st = Some(Version::of(&Stamp::of(&stat_of_size(1))));
+        let st = v(1);
         assert_eq!(
             n.checkpoints.reader_opened(a, 100, st, &how),
             Some(false),
             "the first reader fills the pages"
         );
-        let how = n.checkpoints.open_reader(a, 8);
+        let how = n.checkpoints.open_reader(a, 8, v(1));
         assert!(matches!(how, OpenChoice::Join { .. }), "{how:?}");
         assert_eq!(
             n.checkpoints.reader_opened(a, 101, st, &how),
@@ -835,11 +940,14 @@ mod tests {
         let b = n.looked_up(key(), &stat_of_size(2), 7);
         assert_ne!(b, a, "another version");
         // A writer opening the readers' inode is sent to a fresh lookup.
-        assert_eq!(n.checkpoints.open_writer(a, 9), OpenChoice::Stale);
+        assert_eq!(
+            n.checkpoints.open_writer(a, 9, Some(v(2))),
+            OpenChoice::Stale
+        );
         let c = n.looked_up(key(), &stat_of_size(2), 9);
         assert_ne!(c, b, "the refused process gets an inode of its own");
         assert_eq!(
-            n.checkpoints.open_writer(c, 9),
+            n.checkpoints.open_writer(c, 9, Some(v(2))),
             OpenChoice::Alone { cached: None }
         );
         n.checkpoints.opened(c, 102);
@@ -854,15 +962,15 @@ mod tests {
     fn the_inode_of_a_refused_open_is_its_own_until_it_opened() {
         let mut n = Nodes::default();
         let key = || NodeKey::Checkpoint("s.session".into());
-        let st = Some(Version::of(&Stamp::of(&stat_of_size(1))));
+        let st = v(1);
         let a = n.looked_up(key(), &stat_of_size(1), 7);
         assert_eq!(
-            n.checkpoints.open_writer(a, 7),
+            n.checkpoints.open_writer(a, 7, Some(v(1))),
             OpenChoice::Alone { cached: None }
         );
         n.checkpoints.opened(a, 100);
         // A reader that looked up before the writer opened is refused.
-        assert_eq!(n.checkpoints.open_reader(a, 8), OpenChoice::Stale);
+        assert_eq!(n.checkpoints.open_reader(a, 8, v(1)), OpenChoice::Stale);
         let b = n.looked_up(key(), &stat_of_size(1), 8);
         assert_ne!(b, a);
         assert_eq!(
@@ -876,10 +984,10 @@ mod tests {
             "nobody else gets it before its open"
         );
         let b = n.looked_up(key(), &stat_of_size(1), 8);
-        let how = n.checkpoints.open_reader(b, 8);
+        let how = n.checkpoints.open_reader(b, 8, v(1));
         assert_eq!(how, OpenChoice::Alone { cached: None });
         // Another reader of the same version got in meanwhile: both stand.
-        let other = n.checkpoints.open_reader(b, 9);
+        let other = n.checkpoints.open_reader(b, 9, v(1));
         assert_eq!(n.checkpoints.reader_opened(b, 102, st, &other), Some(false));
         assert_eq!(n.checkpoints.reader_opened(b, 101, st, &how), Some(true));
         assert_eq!(n.looked_up(key(), &stat_of_size(1), 10), b, "then shared");
@@ -891,7 +999,7 @@ mod tests {
         let key = || NodeKey::Checkpoint("s.session".into());
         let w = n.looked_up(key(), &stat_of_size(1), 7);
         assert_eq!(
-            n.checkpoints.open_writer(w, 7),
+            n.checkpoints.open_writer(w, 7, Some(v(1))),
             OpenChoice::Alone { cached: None }
         );
         n.checkpoints.opened(w, 100);
@@ -899,21 +1007,71 @@ mod tests {
         n.writer_closed(100, Some((committed, true)));
         assert_eq!(n.looked_up(key(), &stat_of_size(5), 8), w, "its version");
         assert_eq!(
-            n.checkpoints.open_reader(w, 8),
+            n.checkpoints.open_reader(w, 8, v(5)),
             OpenChoice::Alone {
                 cached: Some(Version::of(&committed))
             },
             "with its pages"
         );
         // A writer that ends with nothing committed leaves no version.
-        let v = n.looked_up(key(), &stat_of_size(6), 7);
+        let six = n.looked_up(key(), &stat_of_size(6), 7);
         assert_eq!(
-            n.checkpoints.open_writer(v, 7),
+            n.checkpoints.open_writer(six, 7, Some(v(6))),
             OpenChoice::Alone { cached: None }
         );
-        n.checkpoints.opened(v, 101);
+        n.checkpoints.opened(six, 101);
         n.writer_closed(101, None);
-        assert_ne!(n.looked_up(key(), &stat_of_size(6), 8), v);
+        assert_ne!(n.looked_up(key(), &stat_of_size(6), 8), six);
+    }
+
+    #[test]
+    fn an_inode_of_an_older_version_is_refused_and_its_retry_gets_the_newer() {
+        let mut n = Nodes::default();
+        let key = || NodeKey::Checkpoint("s.session".into());
+        let a = n.looked_up(key(), &stat_of_size(1), 7);
+        let how = n.checkpoints.open_reader(a, 7, v(1));
+        assert_eq!(n.checkpoints.reader_opened(a, 100, v(1), &how), Some(false));
+        n.closed(100);
+        // Committed meanwhile; the kernel kept the entry of `a`.
+        assert!(n.checkpoints.stands_for(a, v(1)) && !n.checkpoints.stands_for(a, v(2)));
+        assert_eq!(n.checkpoints.open_reader(a, 8, v(2)), OpenChoice::Stale);
+        let b = n.looked_up(key(), &stat_of_size(2), 8);
+        assert_ne!(b, a);
+        assert_eq!(
+            n.checkpoints.open_reader(b, 8, v(2)),
+            OpenChoice::Alone { cached: None }
+        );
+        assert_eq!(
+            n.checkpoints.open_writer(a, 9, Some(v(2))),
+            OpenChoice::Stale
+        );
+        // A reopen of the refused inode without a lookup: served apart.
+        assert_eq!(n.checkpoints.open_reader(a, 9, v(2)), OpenChoice::Unshared);
+        // The retry itself, when yet another commit fell between its lookup
+        // and its open, is served apart: the kernel would not retry again.
+        assert_eq!(n.checkpoints.open_reader(a, 11, v(2)), OpenChoice::Stale);
+        let c = n.looked_up(key(), &stat_of_size(2), 11);
+        assert_ne!(c, b, "an inode of its own");
+        assert_eq!(n.checkpoints.open_reader(c, 11, v(3)), OpenChoice::Unshared);
+        n.checkpoints.answered(11);
+        assert_eq!(n.checkpoints.open_reader(b, 11, v(3)), OpenChoice::Stale);
+        // Nor may the file opened be another version than the inode's.
+        let how = n.checkpoints.open_reader(b, 10, v(2));
+        assert_eq!(n.checkpoints.reader_opened(b, 101, v(3), &how), None);
+        let how = n.checkpoints.open_reader(b, 8, v(2));
+        assert_eq!(n.checkpoints.reader_opened(b, 102, v(2), &how), Some(false));
+        assert!(n.checkpoints.settled(b), "registered: nobody's reserve");
+    }
+
+    #[test]
+    fn a_session_without_a_checkpoint_is_one_version_whatever_its_times() {
+        let mut absent = stat_of_size(0);
+        absent.st_ino = 0;
+        let mut again = absent;
+        again.st_mtime = 99;
+        assert_eq!(Version::of(&Stamp::of(&absent)), Version::ABSENT);
+        assert_eq!(Version::of(&Stamp::of(&again)), Version::ABSENT);
+        assert_ne!(v(0), Version::ABSENT, "an empty checkpoint is a file");
     }
 
     #[test]

@@ -83,6 +83,7 @@ mod iolog_view;
 mod late_commits;
 mod listing;
 mod lockfile;
+mod own_commits;
 mod resolve;
 mod root;
 mod special;
@@ -93,7 +94,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::core::{self, Repository, sys};
 
@@ -128,10 +129,12 @@ pub struct Opened {
     pub backing: Option<File>,
     /// The kernel's page cache for this file still holds this exact version.
     pub keep_cache: bool,
-    /// Bypasses the kernel's page cache (FOPEN_DIRECT_IO): only a
-    /// checkpoint writer that could not get an inode of its own (a reopen
-    /// made without a lookup) and shares one whose pages readers use.
-    pub writes_checkpoint: bool,
+    /// Bypasses the kernel's page cache (FOPEN_DIRECT_IO): only an open of
+    /// `session` that could not get an inode of its own version (a reopen
+    /// made without a lookup): a writer sharing an inode whose pages
+    /// readers use, or a reader of an inode whose size the kernel may keep
+    /// as another version's.
+    pub bypass_page_cache: bool,
 }
 
 impl Opened {
@@ -141,7 +144,7 @@ impl Opened {
             fh,
             backing: None,
             keep_cache: false,
-            writes_checkpoint: false,
+            bypass_page_cache: false,
         }
     }
 }
@@ -236,6 +239,8 @@ pub struct SessionFs {
     listings: listing::Listings,
     /// The decoded sizes of io-log records (see `iolog_view`; a leaf lock).
     iolog_sizes: Mutex<iolog_view::RecordSizes>,
+    /// The commits this mount's writers make, for the watch (a leaf lock).
+    own_commits: Arc<own_commits::OwnCommits>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,6 +276,7 @@ impl SessionFs {
             watches: OnceLock::new(),
             listings: listing::Listings::default(),
             iolog_sizes: Mutex::new(Default::default()),
+            own_commits: Arc::default(),
         })
     }
 

@@ -12,12 +12,12 @@
 //!   it out of the repository).
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use super::inode::NodeKey;
-use super::{FsError, FsResult, SessionFs};
-use crate::core::{LAST_SESSION_LINK, SessionName, Storage, sys};
+use super::inode::{NodeKey, Version};
+use super::{FsError, FsResult, SessionFs, Stamp};
+use crate::core::{LAST_SESSION_LINK, SESSION_FILE, SessionName, Storage, sys};
 
 impl SessionFs {
     /// Where `key` is in the repository, for messages.
@@ -153,33 +153,8 @@ impl SessionFs {
                 }
             }
             NodeKey::Checkpoint(_) => {
-                let (parent, name) = self.parent_of_key(key)?;
-                match sys::lstatat(parent.as_fd(), &name) {
-                    // A `session` that is not a regular file (a planted
-                    // symlink) shows as an unreadable file: as a symlink,
-                    // the kernel would follow it out of the repository.
-                    // Opening it fails in the core; a write replaces it.
-                    Ok(mut st) if !sys::is_reg(&st) => {
-                        st.st_mode = libc::S_IFREG;
-                        st.st_size = 0;
-                        st.st_blocks = 0;
-                        st.st_nlink = 1;
-                        Ok(st)
-                    }
-                    Ok(st) => Ok(st),
-                    // A session without a checkpoint shows an empty
-                    // `session`, as the core loads it.
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        let mut st = sys::fstat(parent.as_fd())
-                            .map_err(|e| FsError::io("stat", self.path_of(key), e))?;
-                        st.st_mode = libc::S_IFREG | 0o644;
-                        st.st_size = 0;
-                        st.st_blocks = 0;
-                        st.st_nlink = 1;
-                        Ok(st)
-                    }
-                    Err(e) => Err(FsError::io("stat", self.path_of(key), e)),
-                }
+                let (parent, _) = self.parent_of_key(key)?;
+                self.checkpoint_stat(parent.as_fd(), key)
             }
             NodeKey::View(s) => {
                 let (parent, name) = self.parent_of_key(key)?;
@@ -203,5 +178,55 @@ impl SessionFs {
                 }
             }
         }
+    }
+}
+
+impl SessionFs {
+    /// What `session` (the key `key`) in the session directory `dir` shows
+    /// as: the committed file's stat, or a stand-in.
+    pub(super) fn checkpoint_stat(
+        &self,
+        dir: BorrowedFd<'_>,
+        key: &NodeKey,
+    ) -> FsResult<libc::stat> {
+        match sys::lstatat(dir, OsStr::new(SESSION_FILE)) {
+            // A `session` that is not a regular file (a planted symlink)
+            // shows as an unreadable file: as a symlink, the kernel would
+            // follow it out of the repository. Opening it fails in the
+            // core; a write replaces it.
+            Ok(mut st) if !sys::is_reg(&st) => {
+                st.st_mode = libc::S_IFREG;
+                st.st_size = 0;
+                st.st_blocks = 0;
+                st.st_nlink = 1;
+                Ok(st)
+            }
+            Ok(st) => Ok(st),
+            // A session without a checkpoint shows an empty `session`, as
+            // the core loads it, with the directory's times. Its inode
+            // number 0 (never a file's) makes it the version
+            // `Version::ABSENT` whatever the times.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let mut st =
+                    sys::fstat(dir).map_err(|e| FsError::io("stat", self.path_of(key), e))?;
+                st.st_mode = libc::S_IFREG | 0o644;
+                st.st_ino = 0;
+                st.st_size = 0;
+                st.st_blocks = 0;
+                st.st_nlink = 1;
+                Ok(st)
+            }
+            Err(e) => Err(FsError::io("stat", self.path_of(key), e)),
+        }
+    }
+
+    /// The committed version of `session` in the session directory `dir`,
+    /// as a lookup of it (the key `key`) finds it.
+    pub(super) fn checkpoint_version(
+        &self,
+        dir: BorrowedFd<'_>,
+        key: &NodeKey,
+    ) -> FsResult<Version> {
+        Ok(Version::of(&Stamp::of(&self.checkpoint_stat(dir, key)?)))
     }
 }

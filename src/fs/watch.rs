@@ -30,7 +30,9 @@
 //! - a change made through the mount is one the kernel made itself and
 //!   knows of: its names are marked before the change and their events
 //!   drop nothing the kernel holds (or it would forget, and renumber, the
-//!   very inode it was just given);
+//!   very inode it was just given); so is a writer's commit of `session`
+//!   (see `own_commits`), whose inode then stands for it with the pages it
+//!   wrote; any other change of `session` drops its entry;
 //! - what the kernel is told to forget never waits on a request: a
 //!   directory's listing pages and any inode's attributes, and the entry of
 //!   a name only when the kernel may cache it (that takes the directory's
@@ -339,14 +341,15 @@ impl SessionFs {
         batch.out
     }
 
-    /// Whether the kernel never keeps the attributes of `ino`, so that
-    /// dropping them would do nothing but harm: a `session` inode a lookup
-    /// handed out (its attributes have no lifetime, and each open or stat
-    /// asks again). Dropping an inode's attributes makes the kernel discard
-    /// those of a GETATTR or LOOKUP of it then in flight, and keep its old
-    /// size: a reader that opened the inode just as a newer checkpoint was
-    /// committed outside then read the new version cut to, or padded to,
-    /// the old one's size (tests/concurrency_writers.rs caught it).
+    /// Whether the attributes of `ino` never change, so that dropping them
+    /// would do nothing but harm: a `session` inode a lookup handed out
+    /// stands for one committed version (a change of `session` drops its
+    /// entry instead, and the inode, older now, is refused with `ESTALE`).
+    /// Dropping an inode's attributes makes the kernel discard those of a
+    /// GETATTR or LOOKUP of it then in flight: a reader that opened the
+    /// inode just as a newer checkpoint was committed outside kept the old
+    /// size then (tests/concurrency_writers.rs caught it when the inode
+    /// could still show the newer version).
     fn attributes_never_kept(&self, ino: u64) -> bool {
         self.nodes().checkpoints.is_versioned(ino)
     }
@@ -376,10 +379,11 @@ impl SessionFs {
         let child = child_key.as_ref().and_then(|k| self.nodes().table.find(k));
         if mask & ENTRY_EVENTS != 0 {
             // Only a name the kernel may hold is dropped (it never holds a
-            // name that is not there, nor keeps `session` or the views):
-            // dropping one takes the directory's lock, which a request the
-            // daemon is serving may hold.
-            let own = self.was_own_change(dir, name);
+            // name that is not there, nor keeps the views): dropping one
+            // takes the directory's lock, which a request the daemon is
+            // serving may hold.
+            let own = self.was_own_change(dir, name)
+                || mask & libc::IN_MOVED_TO != 0 && self.was_own_commit(child_key.as_ref());
             if let (Some(ino), Some(key), false) = (child, &child_key, own) {
                 if self.entry_is_cached(key) {
                     batch.push(Invalidation::Entry {
@@ -403,9 +407,20 @@ impl SessionFs {
         // checkpoint's, and a committed version never changes.
         if mask & (libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE) != 0
             && let Some(ino) = child
-            && !self.attributes_never_kept(ino)
         {
-            batch.push(Invalidation::Attributes(ino));
+            if !self.attributes_never_kept(ino) {
+                batch.push(Invalidation::Attributes(ino));
+            } else if mask & libc::IN_ATTRIB != 0 {
+                // The committed file's mode, owner or times changed
+                // (`chmod`, `touch`): another version, with another inode.
+                // Writes to it are this mount's own: a writer's file keeps
+                // its descriptor once renamed over `session` (see
+                // `checkpoint`), and every other writer renames a new file.
+                batch.push(Invalidation::Entry {
+                    parent: dir,
+                    name: name.to_os_string(),
+                });
+            }
         }
         // A record that now decodes gets its `.record.txt` view.
         if mask & libc::IN_CLOSE_WRITE != 0
@@ -413,6 +428,23 @@ impl SessionFs {
             && super::iolog_view::view_name(name).is_some()
         {
             batch.push(Invalidation::Contents(dir));
+        }
+    }
+
+    /// Whether `key`, when it is a `session`, was just replaced by a
+    /// commit of this mount's writer (see `own_commits`): the kernel's
+    /// inode of it stands for that commit, with the pages the writer
+    /// wrote, which dropping the entry would throw away.
+    fn was_own_commit(&self, key: Option<&NodeKey>) -> bool {
+        let Some(NodeKey::Checkpoint(s)) = key else {
+            return false;
+        };
+        let mut path = s.clone();
+        path.push("/");
+        path.push(crate::core::SESSION_FILE);
+        match sys::lstatat(self.repo_fd(), &path) {
+            Ok(st) => self.own_commits.was_own(s, &st),
+            Err(_) => false,
         }
     }
 
@@ -518,18 +550,32 @@ mod tests {
         std::fs::write(&tmp, b"data").unwrap();
         std::fs::rename(&tmp, dir.path().join("a.session/session")).unwrap();
         let got = pending(&fs);
-        // `session` is never cached by the kernel: only the listing (and
-        // the attributes of an inode it was looked up as).
+        // The kernel holds no `session` of it yet: only the listing.
         assert_eq!(got, vec![Invalidation::Contents(session.ino)]);
-        // Nor the attributes of the `session` inode it was looked up as:
-        // they are never kept, and dropping them could lose those of a
-        // GETATTR in flight (see `attributes_never_kept`).
+        // Once it does, a commit drops the entry, never the attributes of
+        // the inode, which stands for the older version still: dropping
+        // them could lose those of a GETATTR in flight (see
+        // `attributes_never_kept`).
         let cp = fs.lookup_by(session.ino, OsStr::new("session"), 0).unwrap();
         std::fs::write(&tmp, b"data 2").unwrap();
         std::fs::rename(&tmp, dir.path().join("a.session/session")).unwrap();
         let got = pending(&fs);
-        assert_eq!(got, vec![Invalidation::Contents(session.ino)]);
+        let entry = Invalidation::Entry {
+            parent: session.ino,
+            name: "session".into(),
+        };
+        assert_eq!(
+            got,
+            vec![entry.clone(), Invalidation::Contents(session.ino)]
+        );
         assert!(!got.contains(&Invalidation::Attributes(cp.ino)));
+        // A change in place (`chmod` outside) makes another version too.
+        let mut perm = std::fs::metadata(dir.path().join("a.session/session"))
+            .unwrap()
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        std::fs::set_permissions(dir.path().join("a.session/session"), perm).unwrap();
+        assert_eq!(pending(&fs), vec![entry]);
     }
 
     #[test]

@@ -240,8 +240,8 @@ impl Adapter {
                 BackingChoice::None => {}
             }
         }
-        if opened.writes_checkpoint {
-            // Served by the daemon: one copy less per byte written.
+        if opened.bypass_page_cache {
+            // Served by the daemon, whatever the kernel's size of the inode.
             flags |= FopenFlags::FOPEN_DIRECT_IO;
         }
         reply.opened(FileHandle(opened.fh), flags);
