@@ -156,9 +156,10 @@ pub(crate) struct CheckpointInodes {
     by_ino: HashMap<u64, CheckpointInode>,
     ino_of_fh: HashMap<u64, u64>,
     /// Processes (threads) whose open of an inode was refused with
-    /// `ESTALE` (see the invariants): the inode refused. Their next lookup
-    /// of a `session` gets a fresh inode; an open of that same inode again
-    /// (a reopen the kernel makes without a lookup) is served as it can be.
+    /// `ESTALE` (see the invariants): the inode refused, until their next
+    /// open is answered otherwise (`answered`). Their lookups of a
+    /// `session` meanwhile get a fresh inode; their next open is the
+    /// kernel's retry (`Attempt`), which is never refused again.
     fresh_for: HashMap<u32, u64>,
 }
 
