@@ -182,3 +182,74 @@ fn past_the_watch_limit_changes_made_outside_show_as_well() {
         m.log_text()
     );
 }
+
+/// `stat` of `session` after a commit through the mount shows it, however
+/// the kernel's entry of `session` changed during the write: a reader held
+/// the older version open (so the writer got an inode of its own), and a
+/// `stat` meanwhile looked the name up (and got yet another, for the older
+/// version).
+fn a_commit_through_the_mount_shows_in_stat_after_a_stat_during_it(args: &[&str]) {
+    let m = Mounted::start(args);
+    let s = m.new_session("a");
+    m.save("a", b"version 1");
+    let checkpoint = m.path(format!("{s}/session"));
+    for round in 0..5 {
+        assert!(!fs::read(&checkpoint).unwrap().is_empty());
+        let reader = (round % 2 == 0).then(|| fs::File::open(&checkpoint).unwrap());
+        let mut w = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&checkpoint)
+            .unwrap();
+        fs::metadata(&checkpoint).unwrap();
+        let data = format!("version {round}, through the mount{}", "+".repeat(round));
+        std::io::Write::write_all(&mut w, data.as_bytes()).unwrap();
+        drop(w);
+        drop(reader);
+        m.wait_checkpoint("a", data.as_bytes());
+        shows("a commit through the mount, in stat", || {
+            fs::metadata(&checkpoint).is_ok_and(|md| md.len() == data.len() as u64)
+        });
+    }
+}
+
+#[test]
+fn a_commit_through_the_mount_shows_in_stat_after_a_stat_during_it_with_passthrough() {
+    a_commit_through_the_mount_shows_in_stat_after_a_stat_during_it(&[]);
+}
+
+#[test]
+fn a_commit_through_the_mount_shows_in_stat_after_a_stat_during_it_without_passthrough() {
+    a_commit_through_the_mount_shows_in_stat_after_a_stat_during_it(&["--no-passthrough"]);
+}
+
+/// A `session` changed in place in the repository (not by a commit: shell
+/// `>`, `truncate`) shows in `stat` through the mount too.
+#[test]
+fn session_changed_in_place_outside_shows_in_stat() {
+    let m = Mounted::start(&[]);
+    let s = m.new_session("a");
+    m.save("a", b"version 1");
+    let checkpoint = m.path(format!("{s}/session"));
+    assert_eq!(fs::read(&checkpoint).unwrap(), b"version 1");
+    assert_eq!(fs::metadata(&checkpoint).unwrap().len(), 9);
+    fs::write(
+        m.repo_path(format!("{s}/session")),
+        b"rewritten in place, outside",
+    )
+    .unwrap();
+    shows("session rewritten in place outside, in stat", || {
+        fs::metadata(&checkpoint).is_ok_and(|md| md.len() == 27)
+    });
+    assert_eq!(
+        fs::read(&checkpoint).unwrap(),
+        b"rewritten in place, outside"
+    );
+    run(Command::new("truncate")
+        .args(["-s", "5"])
+        .arg(m.repo_path(format!("{s}/session"))))
+    .assert_ok();
+    shows("session truncated outside, in stat", || {
+        fs::metadata(&checkpoint).is_ok_and(|md| md.len() == 5)
+    });
+}

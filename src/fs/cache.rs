@@ -11,11 +11,13 @@
 //! - `session` is cached where its session directory is watched, with the
 //!   attributes of the version its inode stands for (one inode per
 //!   version, see `inode::CheckpointInodes`), but never while a writer has
-//!   the inode open: the watch drops the entry at each commit, and an open
-//!   or `stat` that reaches an older version's inode before that is
-//!   refused with `ESTALE` and retried by the kernel with a fresh lookup,
-//!   so a checkpoint committed outside the mount is still read at the next
-//!   open;
+//!   the inode open: the watch drops the entry at each change of `session`
+//!   but a commit of this mount's own writer whose inode the entry names
+//!   (see `own_commits`); an open that reaches an older version's inode
+//!   before that is refused with `ESTALE` and retried by the kernel with a
+//!   fresh lookup, so a checkpoint committed outside the mount is still
+//!   read at the next open, and a `stat` that reaches one shows the newer
+//!   file (see `attr`);
 //! - `session.next`, the decoded views and `last-session` are never
 //!   cached, nor any file directly in a session directory but `session`
 //!   (one may be renamed onto `session`, and the kernel moves its entry,

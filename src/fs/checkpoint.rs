@@ -528,6 +528,7 @@ impl SessionFs {
         };
         let fh = self.insert_handle(Handle::Writer(Box::new(Mutex::new(handle))));
         self.nodes().checkpoints.opened(ino, fh);
+        self.own_commits.writer_opened(session, ino);
         Ok(Opened {
             fh,
             backing,
@@ -1014,6 +1015,11 @@ impl WriteHandle {
         writer.commit()?;
         log::debug!("committed {} (empty)", self.storage.location().display());
         Ok(())
+    }
+
+    /// The name of the session directory.
+    pub(super) fn session_name(&self) -> &OsStr {
+        self.storage.name().as_os_str()
     }
 
     fn session_path(&self) -> std::path::PathBuf {

@@ -365,6 +365,7 @@ impl SessionFs {
                 let mut writer = lock(h);
                 let released = writer.release();
                 let committed = writer.committed_version();
+                self.own_commits.writer_closed(writer.session_name());
                 drop(writer);
                 self.nodes().writer_closed(fh, committed);
                 released

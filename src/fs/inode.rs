@@ -305,7 +305,7 @@ impl CheckpointInodes {
     }
 
     /// Whether `ino` is a `session` inode handed out by a lookup (its
-    /// attributes are never cached, see `cache`).
+    /// attributes are those of the version it stands for, see `cache`).
     pub fn is_versioned(&self, ino: u64) -> bool {
         self.by_ino.contains_key(&ino)
     }

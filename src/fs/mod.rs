@@ -46,7 +46,8 @@
 //! - a write handle whose writer died from a signal never commits.
 //!
 //! Lock order. [`SessionFs`] has three mutexes of its own (the handle
-//! table, the nodes, the view cache); besides, each open `session` write
+//! table, the nodes, the view cache) and leaves (below); besides, each
+//! open `session` write
 //! handle has one, each session's view slot one, each open `session.next`
 //! one, and the `/proc` reader pool and the late commits one each:
 //! 1. a write handle's state (`checkpoint::WriteHandle`), held for the
@@ -62,7 +63,9 @@
 //!    for a list operation or while waiting on its condition variable,
 //!    never across I/O;
 //! 8. the watched directories (`watch`), a leaf held across one
-//!    `inotify_add_watch` at most.
+//!    `inotify_add_watch` at most;
+//! 9. the commits of this mount's writers (`own_commits`), two leaves
+//!    never held together, for a map operation only.
 //!
 //! A lock may be taken while holding only locks above it in this list. In
 //! practice the handle table and the nodes are held for map operations
@@ -131,9 +134,10 @@ pub struct Opened {
     pub keep_cache: bool,
     /// Bypasses the kernel's page cache (FOPEN_DIRECT_IO): only an open of
     /// `session` that could not get an inode of its own version (a reopen
-    /// made without a lookup): a writer sharing an inode whose pages
-    /// readers use, or a reader of an inode whose size the kernel may keep
-    /// as another version's.
+    /// made without a lookup, the kernel's retry of a refused open, a
+    /// writer that found a newer commit under the lock): a writer sharing
+    /// an inode whose pages readers use, or a reader of an inode whose size
+    /// the kernel may keep as another version's.
     pub bypass_page_cache: bool,
 }
 

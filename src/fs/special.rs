@@ -180,7 +180,16 @@ impl SessionFs {
             && !sys::is_dir(st)
             && st.st_nlink > 1;
         if !linked {
-            return self.nodes().looked_up(key, st, pid);
+            let checkpoint_of = match &key {
+                NodeKey::Checkpoint(s) => Some(s.clone()),
+                _ => None,
+            };
+            let ino = self.nodes().looked_up(key, st, pid);
+            if let Some(s) = checkpoint_of {
+                // The kernel's entry of `session` names `ino` from now on.
+                self.own_commits.handed_out(&s, ino);
+            }
+            return ino;
         }
         let identity = (st.st_dev, st.st_ino);
         let candidate = {

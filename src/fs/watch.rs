@@ -344,7 +344,8 @@ impl SessionFs {
     /// Whether the attributes of `ino` never change, so that dropping them
     /// would do nothing but harm: a `session` inode a lookup handed out
     /// stands for one committed version (a change of `session` drops its
-    /// entry instead, and the inode, older now, is refused with `ESTALE`).
+    /// entry instead, see `change_in`, and an open of the inode, older now,
+    /// is refused with `ESTALE`).
     /// Dropping an inode's attributes makes the kernel discard those of a
     /// GETATTR or LOOKUP of it then in flight: a reader that opened the
     /// inode just as a newer checkpoint was committed outside kept the old
@@ -410,12 +411,13 @@ impl SessionFs {
         {
             if !self.attributes_never_kept(ino) {
                 batch.push(Invalidation::Attributes(ino));
-            } else if mask & libc::IN_ATTRIB != 0 {
-                // The committed file's mode, owner or times changed
-                // (`chmod`, `touch`): another version, with another inode.
-                // Writes to it are this mount's own: a writer's file keeps
-                // its descriptor once renamed over `session` (see
-                // `checkpoint`), and every other writer renames a new file.
+            } else if mask & (libc::IN_ATTRIB | libc::IN_MODIFY) != 0 {
+                // The committed file changed in place (`chmod`, `touch`,
+                // `>>` or `truncate` on it in the repository, or writes
+                // through a passthrough descriptor still open): another
+                // version, with another inode. Not at IN_CLOSE_WRITE
+                // alone: a writer of this mount closes its file once it is
+                // renamed over `session`, unchanged since its commit.
                 batch.push(Invalidation::Entry {
                     parent: dir,
                     name: name.to_os_string(),
