@@ -33,6 +33,20 @@ fn shows(what: &str, mut shown: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until `stat` of `path` shows `len` bytes.
+fn shows_size(what: &str, path: &Path, len: u64) {
+    shows(what, || fs::metadata(path).is_ok_and(|md| md.len() == len));
+}
+
+/// `chmod 600` of `outside` in the repository, then waits until `stat` of
+/// `shown` (its path through the mount) shows it.
+fn chmod_outside_shows(what: &str, outside: &Path, shown: &Path) {
+    fs::set_permissions(outside, fs::Permissions::from_mode(0o600)).unwrap();
+    shows(what, || {
+        fs::metadata(shown).is_ok_and(|md| md.permissions().mode() & 0o777 == 0o600)
+    });
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
@@ -78,20 +92,15 @@ fn changes_made_outside_show_after_a_walk(args: &[&str]) -> Mounted {
         b"first and more",
     )
     .unwrap();
-    shows("a file rewritten outside, in stat", || {
-        fs::metadata(&job).is_ok_and(|md| md.len() == 14)
-    });
+    shows_size("a file rewritten outside, in stat", &job, 14);
     assert_eq!(fs::read(&job).unwrap(), b"first and more");
 
     // Its mode.
-    fs::set_permissions(
-        m.repo_path(format!("{s}/io-logs/job.log")),
-        fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    shows("a chmod made outside, in stat", || {
-        fs::metadata(&job).is_ok_and(|md| md.permissions().mode() & 0o777 == 0o600)
-    });
+    chmod_outside_shows(
+        "a chmod made outside, in stat",
+        &m.repo_path(format!("{s}/io-logs/job.log")),
+        &job,
+    );
 
     // A file replaced by a rename, as editors and `cp` to a temporary do.
     let tmp = m.repo_path(format!("{s}/io-logs/.job.tmp"));
@@ -126,18 +135,13 @@ fn changes_made_outside_show_after_a_walk(args: &[&str]) -> Mounted {
         assert_eq!(fs::metadata(&checkpoint).unwrap().len(), data.len() as u64);
     }
     m.save("a", b"checkpoint two, longer");
-    shows("a checkpoint committed outside, in stat", || {
-        fs::metadata(&checkpoint).is_ok_and(|md| md.len() == 22)
-    });
+    shows_size("a checkpoint committed outside, in stat", &checkpoint, 22);
     assert_eq!(fs::read(&checkpoint).unwrap(), b"checkpoint two, longer");
-    fs::set_permissions(
-        m.repo_path(format!("{s}/session")),
-        fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    shows("a chmod of session made outside, in stat", || {
-        fs::metadata(&checkpoint).is_ok_and(|md| md.permissions().mode() & 0o777 == 0o600)
-    });
+    chmod_outside_shows(
+        "a chmod of session made outside, in stat",
+        &m.repo_path(format!("{s}/session")),
+        &checkpoint,
+    );
     // And through the mount, with the entry kept.
     fs::write(&checkpoint, b"through the mount").unwrap();
     assert_eq!(fs::metadata(&checkpoint).unwrap().len(), 17);
@@ -207,9 +211,11 @@ fn a_commit_through_the_mount_shows_in_stat_after_a_stat_during_it(args: &[&str]
         drop(w);
         drop(reader);
         m.wait_checkpoint("a", data.as_bytes());
-        shows("a commit through the mount, in stat", || {
-            fs::metadata(&checkpoint).is_ok_and(|md| md.len() == data.len() as u64)
-        });
+        shows_size(
+            "a commit through the mount, in stat",
+            &checkpoint,
+            data.len() as u64,
+        );
     }
 }
 
@@ -238,9 +244,11 @@ fn session_changed_in_place_outside_shows_in_stat() {
         b"rewritten in place, outside",
     )
     .unwrap();
-    shows("session rewritten in place outside, in stat", || {
-        fs::metadata(&checkpoint).is_ok_and(|md| md.len() == 27)
-    });
+    shows_size(
+        "session rewritten in place outside, in stat",
+        &checkpoint,
+        27,
+    );
     assert_eq!(
         fs::read(&checkpoint).unwrap(),
         b"rewritten in place, outside"
@@ -249,7 +257,5 @@ fn session_changed_in_place_outside_shows_in_stat() {
         .args(["-s", "5"])
         .arg(m.repo_path(format!("{s}/session"))))
     .assert_ok();
-    shows("session truncated outside, in stat", || {
-        fs::metadata(&checkpoint).is_ok_and(|md| md.len() == 5)
-    });
+    shows_size("session truncated outside, in stat", &checkpoint, 5);
 }
