@@ -383,8 +383,12 @@ impl SessionFs {
             // name that is not there, nor keeps the views): dropping one
             // takes the directory's lock, which a request the daemon is
             // serving may hold.
+            // (A commit's record is asked about, with a stat, only when the
+            // kernel holds an inode of the name to keep or drop.)
             let own = self.was_own_change(dir, name)
-                || mask & libc::IN_MOVED_TO != 0 && self.was_own_commit(child_key.as_ref());
+                || child.is_some()
+                    && mask & libc::IN_MOVED_TO != 0
+                    && self.was_own_commit(child_key.as_ref());
             if let (Some(ino), Some(key), false) = (child, &child_key, own) {
                 if self.entry_is_cached(key) {
                     batch.push(Invalidation::Entry {
